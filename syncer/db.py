@@ -1,0 +1,121 @@
+"""Database URLs, engines and migrations: which PostgreSQL to use and how to bring it to head."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from syncer.config import Settings
+from syncer.errors import ConfigError, DatabaseError
+
+log = structlog.get_logger(__name__)
+
+#: Advisory lock key taken while migrating, so concurrent `syncer migrate` runs queue up.
+MIGRATION_LOCK_KEY = 0x5359_4E43_0001
+
+
+def to_asyncpg_url(url: str) -> str:
+    """`postgresql://…` / `postgres://…` → `postgresql+asyncpg://…` (SQLAlchemy's async form)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError("DATABASE_URL must look like postgresql://user:password@host:5432/db")
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme}://; use postgresql://")
+
+
+def to_libpq_url(url: str) -> str:
+    """Any accepted form → plain `postgresql://…` (for asyncpg, psql and BI tools)."""
+    return "postgresql://" + to_asyncpg_url(url).partition("://")[2]
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never let redaction itself leak the input
+        return "<unparseable database URL>"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured DATABASE_URL, or the embedded server's (started if needed), asyncpg form."""
+    if settings.database_url is not None:
+        return to_asyncpg_url(settings.database_url.get_secret_value())
+    from syncer.embedded import EmbeddedPostgres
+
+    return to_asyncpg_url(EmbeddedPostgres(settings.sync_data_dir).start())
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; connections are checked before use, so a restarted server is survived.
+
+    A pass holds up to four connections per endpoint (its lock, two write lanes, bookkeeping).
+    """
+    return create_async_engine(
+        to_asyncpg_url(url), pool_size=8, max_overflow=8, pool_pre_ping=True, **kwargs
+    )
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config pointing at the migrations shipped with the package."""
+    script_location = Path(str(resources.files("syncer.migrations")))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
+    return cfg
+
+
+def _lock(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+def _upgrade(connection: Connection, cfg: Config, revision: str) -> None:
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _downgrade(connection: Connection, cfg: Config, revision: str) -> None:
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, revision)
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade to `revision` under an advisory lock (safe to run concurrently); (before, after)."""
+    cfg = alembic_config()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_lock)
+            before = await conn.run_sync(_current)
+            await conn.run_sync(_upgrade, cfg, revision)
+            after = await conn.run_sync(_current)
+    except (TimeoutError, OSError) as exc:
+        raise DatabaseError(f"cannot reach PostgreSQL to migrate: {exc}") from exc
+    return before, after
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Downgrade to `revision` (used by tests and by operators rolling back)."""
+    cfg = alembic_config()
+    async with engine.begin() as conn:
+        await conn.run_sync(_lock)
+        await conn.run_sync(_downgrade, cfg, revision)
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with this version."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
