@@ -1,0 +1,196 @@
+"""The aiohttp application: auth, injected faults, rate limit, and the four endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from syncer.endpoints import Endpoint
+from syncer.fakeapi.config import FakeApiConfig
+from syncer.fakeapi.dataset import Dataset
+from syncer.fakeapi.faults import Faults
+from syncer.fakeapi.pages import json_page
+from syncer.fakeapi.query import Query, QueryError, parse_query
+from syncer.fakeapi.ratelimit import SlidingWindowLimit
+from syncer.fakeapi.render import BlockCache, CsvRenderer
+from syncer.fakeapi.stats import Stats
+from syncer.fakeapi.timestamps import from_ms
+
+#: bytes gathered before one chunk of a CSV body is written
+CHUNK_BYTES = 256 * 1024
+BOM = "\ufeff".encode()
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Simulator:
+    """The state behind one simulated API: data, knobs, counters, limiter, cache."""
+
+    config: FakeApiConfig
+    dataset: Dataset
+    faults: Faults
+    stats: Stats
+    limit: SlidingWindowLimit
+    cache: BlockCache | None
+
+    @classmethod
+    def create(cls, config: FakeApiConfig, dataset: Dataset | None = None) -> Simulator:
+        """Build the state from a config (and an existing data set, if given)."""
+        dataset = dataset or Dataset(config)
+        return cls(
+            config=config,
+            dataset=dataset,
+            faults=Faults(config, dataset),
+            stats=Stats(),
+            limit=SlidingWindowLimit(config.rate_limit_requests, config.rate_limit_period),
+            cache=BlockCache(config.cache_mb) if config.cache_mb > 0 else None,
+        )
+
+
+SIMULATOR = web.AppKey("simulator", Simulator)
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The API's JSON error body: `{"error": ..., "message": ...}`."""
+    body = {"error": _REASONS.get(status, "Server Error" if status >= 500 else "Error"),
+            "message": message}  # fmt: skip
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _authorized(request: web.Request, api_key: str) -> bool:
+    """Basic auth with the API key as user name and an empty password."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return decoded == f"{api_key}:"
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every response; in order: auth (401), injected faults, rate limit (429)."""
+    sim = request.app[SIMULATOR]
+    try:
+        response = await _checked(request, handler, sim)
+    except web.HTTPException as error:
+        sim.stats.record(request.path, error.status)
+        raise
+    sim.stats.record(request.path, response.status)
+    return response
+
+
+async def _checked(request: web.Request, handler: Handler, sim: Simulator) -> web.StreamResponse:
+    if not _authorized(request, sim.config.api_key):
+        return error_response(
+            401, "Invalid API key: use HTTP basic auth with the key as user name",
+            {"WWW-Authenticate": 'Basic realm="Cursor Admin API"'},
+        )  # fmt: skip
+    injected = sim.faults.injection()
+    if injected is not None:
+        if injected.retry_after is None:
+            return error_response(injected.status, "Injected failure")
+        retry = {"Retry-After": str(injected.retry_after)}
+        return error_response(429, "Rate limit exceeded (injected)", retry)
+    wait = sim.limit.check(sim.config.api_key, request.path)
+    if wait is not None:
+        message = f"Rate limit exceeded: {sim.config.rate_limit_requests} requests per " \
+                  f"{sim.config.rate_limit_period:g}s per endpoint; retry in {wait}s"  # fmt: skip
+        return error_response(429, message, {"Retry-After": str(wait)})
+    return await handler(request)
+
+
+def _query(request: web.Request, sim: Simulator) -> Query:
+    return parse_query(request.query, now=from_ms(sim.dataset.now_ms()))
+
+
+async def serve_json(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    """A paginated JSON endpoint."""
+    sim = request.app[SIMULATOR]
+    try:
+        query = _query(request, sim)
+    except QueryError as error:
+        return error_response(400, str(error))
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    return web.json_response(json_page(sim.dataset, endpoint, query), dumps=dumps)
+
+
+async def serve_csv(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    """A streaming CSV endpoint: chunked, written as it is rendered (page/pageSize ignored)."""
+    sim = request.app[SIMULATOR]
+    try:
+        query = _query(request, sim)
+    except QueryError as error:
+        return error_response(400, str(error))
+    faults = sim.faults
+    renderer = CsvRenderer(sim.dataset, endpoint, faults.csv_format(), sim.cache, query.user)
+    pieces = sim.dataset.pieces(endpoint, query.start, query.end)
+    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    cut = faults.cut_point()
+    sent, buffer, size = 0, [BOM] if faults.bom else [], 0
+    for text in renderer.render(pieces):
+        data = text.encode()
+        buffer.append(data)
+        size += len(data)
+        if size < CHUNK_BYTES:
+            continue
+        sent = await _write(request, response, b"".join(buffer), sent, cut, sim)
+        buffer, size = [], 0
+        if sent < 0:
+            return response
+        if faults.chunk_delay:
+            await asyncio.sleep(faults.chunk_delay)
+    if await _write(request, response, b"".join(buffer), sent, cut, sim) >= 0:
+        await response.write_eof()
+    return response
+
+
+async def _write(
+    request: web.Request,
+    response: web.StreamResponse,
+    data: bytes,
+    sent: int,
+    cut: int | None,
+    sim: Simulator,
+) -> int:
+    """Write a chunk; past the cut point write what is left of it and abort (returns -1)."""
+    if cut is not None and sent + len(data) >= cut:
+        await response.write(data[: max(0, cut - sent)])
+        sim.stats.bytes_sent += max(0, cut - sent)
+        sim.stats.streams_cut += 1
+        if request.transport is not None:
+            request.transport.abort()
+        return -1
+    if data:
+        await response.write(data)
+    sim.stats.bytes_sent += len(data)
+    return sent + len(data)
+
+
+def build_app(sim: Simulator) -> web.Application:
+    """An application serving the four endpoints from existing simulator state."""
+    app = web.Application(middlewares=[guard])
+    app[SIMULATOR] = sim
+    for endpoint in Endpoint:
+        app.router.add_get(endpoint.json_path, functools.partial(serve_json, endpoint=endpoint))
+        app.router.add_get(endpoint.csv_path, functools.partial(serve_csv, endpoint=endpoint))
+    return app
+
+
+def create_app(config: FakeApiConfig, dataset: Dataset | None = None) -> web.Application:
+    """The simulator as an aiohttp application (state in `app[SIMULATOR]`)."""
+    return build_app(Simulator.create(config, dataset))

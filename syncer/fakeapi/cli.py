@@ -1,0 +1,96 @@
+"""`syncer fake-api` flags and the serve-until-cancelled loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime
+
+from syncer.fakeapi.config import FakeApiConfig
+from syncer.fakeapi.dataset import privacy_fraction
+from syncer.fakeapi.server import FakeApi
+from syncer.timespec import parse_spec
+
+
+def _privacy(text: str) -> str:
+    try:
+        privacy_fraction(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use off, all, or a fraction such as 0.3") from None
+    return text
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's flags to a (sub)command parser."""
+    d = FakeApiConfig()
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on")
+    add("--port", type=int, default=8001, help="port to listen on (0 picks a free one)")
+    add("--api-key", default=d.api_key, help="the API key accepted as basic-auth user name")
+    add("--seed", type=int, default=d.seed, help="seed of the generated data set")
+    add("--commits", type=int, default=d.commits, help="commit rows of history")
+    add("--changes", type=int, default=d.changes, help="AI-change rows of history")
+    add("--days", type=float, default=d.days, help="days of history, ending at start-up")
+    add("--anchor", type=_moment, default=None, help="end of the history (default: now)")
+    add("--rate-limit-requests", type=int, default=d.rate_limit_requests,
+        help="requests allowed per period, per endpoint")  # fmt: skip
+    add("--rate-limit-period", type=float, default=d.rate_limit_period,
+        help="rate-limit period in seconds")  # fmt: skip
+    add("--privacy-mode", type=_privacy, default=d.privacy_mode,
+        help="omit file names: off, all, or a fraction of users")  # fmt: skip
+    add("--duplicate-rate", type=float, default=d.duplicate_rate,
+        help="fraction of CSV rows served twice in a stream (last copy wins)")  # fmt: skip
+    add("--live-rate", type=float, default=d.live_rate,
+        help="new rows per minute per endpoint after start-up")  # fmt: skip
+    add("--cache-mb", type=float, default=d.cache_mb, help="MB of rendered CSV blocks to cache")
+    add("--order", choices=("desc", "asc"), default=d.order, help="row order by createdAt")
+    add("--csv-page-rows", type=int, default=d.csv_page_rows,
+        help="rows per server-side CSV page")  # fmt: skip
+    _add_fault_arguments(parser)
+
+
+def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    d = FakeApiConfig()
+    add = parser.add_argument_group("faults").add_argument
+    add("--fail-every", type=int, default=d.fail_every, help="fail every Nth request (0: never)")
+    add("--fail-status", type=int, default=d.fail_status, help="status of those failures")
+    add("--cut-after-bytes", type=int, default=d.cut_after_bytes,
+        help="abort CSV bodies after this many bytes")  # fmt: skip
+    add("--cut-times", type=int, default=d.cut_times, help="how many CSV bodies to abort")
+    add("--chunk-delay", type=float, default=d.chunk_delay, help="seconds between CSV chunks")
+    add("--bom", action="store_true", help="start CSV bodies with a UTF-8 byte order mark")
+    add("--crlf", action="store_true", help="end CSV lines with CRLF")
+    add("--extra-column", choices=("append", "insert"), default=None,
+        help="add an unknown CSV column (and an unknown metadata key)")  # fmt: skip
+    add("--permute-columns", action="store_true", help="shuffle the CSV column order")
+    add("--malformed-rate", type=float, default=d.malformed_rate,
+        help="fraction of CSV rows rendered unparseable")  # fmt: skip
+
+
+def config_from(args: argparse.Namespace) -> FakeApiConfig:
+    """The config the parsed flags describe."""
+    return FakeApiConfig(
+        api_key=args.api_key, seed=args.seed, commits=args.commits, changes=args.changes,
+        days=args.days, anchor=args.anchor, rate_limit_requests=args.rate_limit_requests,
+        rate_limit_period=args.rate_limit_period, privacy_mode=args.privacy_mode,
+        duplicate_rate=args.duplicate_rate, live_rate=args.live_rate, cache_mb=args.cache_mb,
+        order=args.order, csv_page_rows=args.csv_page_rows, fail_every=args.fail_every,
+        fail_status=args.fail_status, cut_after_bytes=args.cut_after_bytes,
+        cut_times=args.cut_times, chunk_delay=args.chunk_delay, bom=args.bom, crlf=args.crlf,
+        extra_column=args.extra_column, permute_columns=args.permute_columns,
+        malformed_rate=args.malformed_rate,
+    )  # fmt: skip
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Serve until cancelled; print the URL and key once listening."""
+    async with FakeApi(config_from(args), host=args.host, port=args.port) as api:
+        print(f"fake Cursor API on {api.url} (API key: {api.config.api_key})", flush=True)
+        await asyncio.Event().wait()

@@ -1,0 +1,52 @@
+"""`FakeApiConfig`: every knob of the simulator, data set and faults alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class FakeApiConfig:
+    """How the simulator behaves; every field is also a `syncer fake-api` flag."""
+
+    api_key: str = "demo-key"
+    seed: int = 0
+    commits: int = 2_000
+    changes: int = 5_000
+    days: float = 30.0
+    #: end of the generated history; None means the moment the data set is built
+    anchor: datetime | None = None
+    rate_limit_requests: int = 5
+    rate_limit_period: float = 60.0
+    #: "off", "all", or a fraction of users (e.g. "0.3") whose file names are omitted
+    privacy_mode: str = "off"
+    #: fraction of CSV rows served twice in one stream (the second copy may be newer)
+    duplicate_rate: float = 0.0
+    #: rows per minute per endpoint that keep arriving after the anchor (0 = none)
+    live_rate: float = 0.0
+    #: megabytes of rendered CSV blocks kept for re-serving (0 = no cache)
+    cache_mb: float = 0.0
+    #: "desc" (newest first, as the doc's samples) or "asc"
+    order: str = "desc"
+    #: rows per server-side CSV page ("pages of 10,000 records")
+    csv_page_rows: int = 10_000
+    # faults ---------------------------------------------------------------------------
+    #: every Nth API request fails with `fail_status` (0 = never)
+    fail_every: int = 0
+    fail_status: int = 500
+    #: abort CSV bodies after this many bytes (None = never), for `cut_times` responses
+    cut_after_bytes: int | None = None
+    cut_times: int = 1
+    #: seconds to sleep between CSV chunks
+    chunk_delay: float = 0.0
+    #: CSV starts with a UTF-8 byte order mark
+    bom: bool = False
+    #: CSV lines end with CRLF instead of LF
+    crlf: bool = False
+    #: an unknown CSV column: None, "append" or "insert" (plus an unknown metadata key)
+    extra_column: str | None = None
+    #: CSV columns in a seeded shuffled order
+    permute_columns: bool = False
+    #: fraction of CSV rows rendered unparseable
+    malformed_rate: float = 0.0

@@ -1,0 +1,60 @@
+"""The query string every endpoint accepts: startDate, endDate, page, pageSize, user."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from syncer.timespec import parse_spec
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+class QueryError(ValueError):
+    """A parameter the API would answer 400 to."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed query: an inclusive createdAt window, a page, an optional user."""
+
+    start: datetime
+    end: datetime
+    page: int
+    page_size: int
+    user: str | None
+
+
+def _date(params: Mapping[str, str], name: str, default: datetime, now: datetime) -> datetime:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_spec(raw, now=now)
+    except ValueError as error:
+        raise QueryError(f"Invalid {name}: {error}") from None
+
+
+def _number(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(f"Invalid {name}: {raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise QueryError(f"Invalid {name}: {value} must be between {low} and {high}")
+    return value
+
+
+def parse_query(params: Mapping[str, str], now: datetime) -> Query:
+    """Parse and validate the query string, with the documented defaults."""
+    start = _date(params, "startDate", now - timedelta(days=7), now)
+    end = _date(params, "endDate", now, now)
+    page = _number(params, "page", 1, 1, 10**9)
+    page_size = _number(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    user = params.get("user") or None
+    return Query(start, end, page, page_size, user)
