@@ -1,0 +1,435 @@
+"""`CursorClient`: one aiohttp session, responses mapped to typed errors, retries, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+import aiohttp
+import structlog
+
+from syncer import __version__
+from syncer.config import Settings
+from syncer.csvstream import parse_batches
+from syncer.endpoints import Endpoint
+from syncer.errors import (
+    ApiError,
+    ApiTimeout,
+    ApiUnreachable,
+    AuthError,
+    BadRequest,
+    DataError,
+    RateLimited,
+    RetriableApiError,
+    ServerError,
+    StreamInterrupted,
+)
+from syncer.ratelimit import RateLimiters, RequestBudget
+from syncer.rawcsv import RawBlock, cut_blocks
+from syncer.rows import Rejected, Row, json_row
+from syncer.timespec import isoformat_z
+
+log = structlog.get_logger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+USER_AGENT = f"syncer/{__version__} aiohttp/{aiohttp.__version__}"
+AUTH_HINT = "check CURSOR_API_KEY and that the team is on an enterprise plan"
+
+T = TypeVar("T")
+Read = Callable[[aiohttp.ClientResponse], AsyncGenerator[T, None]]
+
+
+class ApiObserver(Protocol):
+    """Hooks the metrics layer implements to watch the client."""
+
+    def on_request(self, path: str, status: int | str) -> None:
+        """A response arrived (its HTTP status), or "error" when none did."""
+
+    def on_rate_limited(self, path: str) -> None:
+        """The server answered 429."""
+
+    def on_wait(self, path: str, seconds: float) -> None:
+        """The request budget held a request back for `seconds`."""
+
+    def on_retry(self, path: str, error: ApiError) -> None:
+        """A failed attempt is about to be retried."""
+
+
+class NullObserver:
+    """An `ApiObserver` that ignores everything."""
+
+    def on_request(self, path: str, status: int | str) -> None:
+        """Ignore a response."""
+
+    def on_rate_limited(self, path: str) -> None:
+        """Ignore a 429."""
+
+    def on_wait(self, path: str, seconds: float) -> None:
+        """Ignore a wait."""
+
+    def on_retry(self, path: str, error: ApiError) -> None:
+        """Ignore a retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a JSON endpoint, its items as the same rows the CSV gives."""
+
+    rows: list[Row | Rejected]
+    total_count: int
+    page: int
+    page_size: int
+
+
+class CursorClient:
+    """The Cursor AI-code-tracking API: `async with CursorClient(settings) as api: ...`.
+
+    Every attempt first takes a slot from the request budget (per endpoint path). Retriable
+    failures (connection errors and timeouts, 5xx, 429, a body cut short) are retried up to
+    `cursor_max_retries` times with exponential backoff and full jitter; a 429 instead holds
+    the whole budget of that path back for its `Retry-After`. Auth and other 4xx errors are
+    raised at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        budget: RequestBudget | None = None,
+        observer: ApiObserver | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        key = settings.require_api_key()
+        credentials = base64.b64encode(f"{key}:".encode()).decode()  # user = key, no password
+        self._headers = {"Authorization": f"Basic {credentials}", "User-Agent": USER_AGENT}
+        self._secrets = (key, credentials)
+        self.base_url = settings.cursor_api_base_url
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.cursor_connect_timeout.total_seconds(),
+            sock_read=settings.cursor_read_timeout.total_seconds(),
+        )
+        self.max_retries = settings.cursor_max_retries
+        self._budget = budget if budget is not None else default_budget(settings)
+        self._observer = observer if observer is not None else NullObserver()
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"CursorClient(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def stream_batches(
+        self, endpoint: Endpoint, start: datetime, end: datetime, *, user: str | None = None
+    ) -> AsyncGenerator[list[Row | Rejected], None]:
+        """Rows of the CSV endpoint for [start, end], in lists as chunks complete them.
+
+        A retry restarts the download from its beginning, so after a failure mid-stream
+        rows already yielded come again: consumers must be idempotent (the engine's
+        upserts are; the last occurrence of a key wins). Close the iterator (e.g. with
+        `contextlib.aclosing`) when stopping early.
+        """
+        path = endpoint.csv_path
+
+        def read(response: aiohttp.ClientResponse) -> AsyncGenerator[list[Row | Rejected], None]:
+            return parse_batches(endpoint, response.content.iter_chunked(CHUNK_SIZE))
+
+        async with aclosing(self._retrying(path, _params(start, end, user), read)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def stream_blocks(
+        self,
+        endpoint: Endpoint,
+        start: datetime,
+        end: datetime,
+        *,
+        block_bytes: int = 4 << 20,
+        user: str | None = None,
+    ) -> AsyncGenerator[RawBlock, None]:
+        """The CSV endpoint's response for [start, end] as blocks of complete records (bytes).
+
+        Each block is at least `block_bytes` long (the last may be shorter) and carries the
+        response's header. Retries behave as in `stream_batches`: after a failure mid-stream
+        the download restarts from its beginning, so records already yielded come again.
+        """
+        path = endpoint.csv_path
+
+        def read(response: aiohttp.ClientResponse) -> AsyncGenerator[RawBlock, None]:
+            chunks = response.content.iter_chunked(CHUNK_SIZE)
+            return cut_blocks(path, chunks, block_bytes)
+
+        async with aclosing(self._retrying(path, _params(start, end, user), read)) as blocks:
+            async for block in blocks:
+                yield block
+
+    async def stream_rows(
+        self, endpoint: Endpoint, start: datetime, end: datetime, *, user: str | None = None
+    ) -> AsyncGenerator[Row | Rejected, None]:
+        """Rows of the CSV endpoint for [start, end], streamed; rows MAY REPEAT after a retry.
+
+        A failure mid-stream restarts the request from the beginning (see `stream_batches`),
+        so some rows can be yielded twice; upserts make that harmless. A partial record is
+        never yielded: a stream cut mid-record is retried, then raised as StreamInterrupted.
+        """
+        async with aclosing(self.stream_batches(endpoint, start, end, user=user)) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def fetch_page(
+        self,
+        endpoint: Endpoint,
+        start: datetime,
+        end: datetime,
+        *,
+        page: int = 1,
+        page_size: int = 1000,
+        user: str | None = None,
+    ) -> Page:
+        """One page of the JSON endpoint, items typed as the CSV rows are."""
+        params = {**_params(start, end, user), "page": str(page), "pageSize": str(page_size)}
+        path = endpoint.json_path
+
+        def read(response: aiohttp.ClientResponse) -> AsyncGenerator[Page, None]:
+            return _read_page(endpoint, response, (page - 1) * page_size + 1)
+
+        async with aclosing(self._retrying(path, params, read)) as pages:
+            async for result in pages:
+                return result
+        raise DataError(f"{path}: no response")  # unreachable: _retrying yields or raises
+
+    async def iter_json_rows(
+        self,
+        endpoint: Endpoint,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int = 1000,
+        user: str | None = None,
+    ) -> AsyncGenerator[Row | Rejected, None]:
+        """Every row of the JSON endpoint for [start, end], walking the pages in order."""
+        page = 1
+        while True:
+            result = await self.fetch_page(
+                endpoint, start, end, page=page, page_size=page_size, user=user
+            )
+            for row in result.rows:
+                yield row
+            if not result.rows or page * max(result.page_size, 1) >= result.total_count:
+                return
+            page += 1
+
+    async def _retrying(
+        self, path: str, params: Mapping[str, str], read: Read[T]
+    ) -> AsyncGenerator[T, None]:
+        """Run `read` over the response of GET `path`, retrying retriable failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with aclosing(self._attempt(path, params, read)) as items:
+                    async for item in items:
+                        yield item
+                return
+            except RetriableApiError as error:
+                delay = self._delay(attempt, error)
+                if isinstance(error, RateLimited):
+                    self._budget.penalize(path, delay)  # every job on this path waits it out
+                if attempt > self.max_retries:
+                    raise
+                await self._before_retry(path, attempt, error, delay)
+
+    async def _attempt(
+        self, path: str, params: Mapping[str, str], read: Read[T]
+    ) -> AsyncGenerator[T, None]:
+        """One budgeted request: errors become typed ApiErrors, the body goes through `read`."""
+        waited = await self._budget.acquire(path)
+        if waited > 0:
+            self._observer.on_wait(path, waited)
+        reading = False
+        try:
+            async with self._require_session().get(self.base_url + path, params=params) as resp:
+                self._observer.on_request(path, resp.status)
+                if not 200 <= resp.status < 300:
+                    raise await self._error_for(path, resp)
+                reading = True
+                async with aclosing(read(resp)) as items:
+                    async for item in items:
+                        yield item
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            if not reading:
+                self._observer.on_request(path, "error")
+                unreachable = ApiTimeout if isinstance(exc, TimeoutError) else ApiUnreachable
+                raise unreachable(f"{path}: {_describe(exc)}") from exc
+            raise StreamInterrupted(f"{path}: the response was cut: {_describe(exc)}") from exc
+
+    async def _error_for(self, path: str, response: aiohttp.ClientResponse) -> ApiError:
+        """The typed error of a non-2xx response."""
+        status = response.status
+        message = self._redact(await _server_message(response))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429:
+            self._observer.on_rate_limited(path)
+            return RateLimited(f"{path}: HTTP 429: {message}", status=429,
+                               retry_after=retry_after)  # fmt: skip
+        if status >= 500:
+            return ServerError(f"{path}: HTTP {status}: {message}", status=status,
+                               retry_after=retry_after)  # fmt: skip
+        if status in (401, 403):
+            return AuthError(f"{path}: HTTP {status} ({message}): {AUTH_HINT}", status=status)
+        return BadRequest(f"{path}: HTTP {status}: {message}", status=status)
+
+    async def _before_retry(
+        self, path: str, attempt: int, error: RetriableApiError, delay: float
+    ) -> None:
+        """Log, tell the observer, and wait: a 429 waits in the shared budget, others here."""
+        log.warning(
+            "retrying API request", path=path, attempt=attempt, delay=round(delay, 3),
+            reason=str(error),
+        )  # fmt: skip
+        self._observer.on_retry(path, error)
+        if not isinstance(error, RateLimited) and delay > 0:
+            await self._sleep(delay)
+
+    def _delay(self, attempt: int, error: RetriableApiError) -> float:
+        """The server's Retry-After (capped unless it is a 429), else backoff with jitter."""
+        if error.retry_after is None:
+            return self._backoff(attempt)
+        if isinstance(error, RateLimited):
+            return error.retry_after
+        return min(error.retry_after, self._backoff_cap)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter."""
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("use `async with CursorClient(settings) as api:`")
+        return self._session
+
+
+def default_budget(settings: Settings) -> RateLimiters:
+    """The in-process budget of the settings' rate limit, its window kept slightly wide.
+
+    The server counts arrivals, the limiter counts departures: a request delayed on the way
+    (a slow connect) and the next one sent a full period later could land inside one server
+    window. A margin of 2% of the period (at most a second) absorbs that.
+    """
+    requests, period = settings.rate_limit
+    return RateLimiters(requests, period + min(1.0, 0.02 * period))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a `Retry-After` header: delay-seconds or an HTTP-date; None if unusable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _params(start: datetime, end: datetime, user: str | None) -> dict[str, str]:
+    params = {"startDate": isoformat_z(start), "endDate": isoformat_z(end)}
+    if user is not None:
+        params["user"] = user
+    return params
+
+
+async def _read_page(
+    endpoint: Endpoint, response: aiohttp.ClientResponse, first_line: int
+) -> AsyncGenerator[Page, None]:
+    """The one Page of a JSON response."""
+    try:
+        body: Any = await response.json(content_type=None)
+    except ValueError:
+        raise DataError(f"{endpoint.json_path}: the response is not JSON") from None
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise DataError(f"{endpoint.json_path}: the response has no items array")
+    rows = [json_row(endpoint, item, first_line + index) for index, item in enumerate(items)]
+    yield Page(
+        rows=rows,
+        total_count=_int_or(body.get("totalCount"), len(items)),
+        page=_int_or(body.get("page"), 1),
+        page_size=_int_or(body.get("pageSize"), len(items)),
+    )
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+async def _server_message(response: aiohttp.ClientResponse) -> str:
+    """The error text the server sent (its JSON `error` and `message`, else the body), short."""
+    try:
+        text = await response.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
+        return response.reason or ""
+    try:
+        body = json.loads(text) if text.lstrip().startswith("{") else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        parts = [
+            body[key] for key in ("error", "message", "detail") if isinstance(body.get(key), str)
+        ]
+        text = ": ".join(dict.fromkeys(parts)) or text
+    text = " ".join(text.split()) or response.reason or ""
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """A short description of a transport error (never its request headers)."""
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

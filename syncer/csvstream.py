@@ -1,0 +1,365 @@
+"""Bytes in, typed rows (or rejected rows) out: the incremental parser of the API's CSV streams.
+
+Rows and their conversions are defined in `syncer.rows`.
+
+How it stays fast: bytes are decoded incrementally, the text is cut at the last newline that
+lies outside quotes (quote parity), and each complete block goes to the C `csv` reader in one
+call. Each record is then converted by one function compiled from the header, which inlines
+the common cases (`v or None`, `int(v)`, `datetime.fromisoformat(v)`); anything unusual makes
+it raise, and the record is converted again column by column to name what is wrong.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import io
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import structlog
+
+from syncer.endpoints import Column, Endpoint, Kind
+from syncer.errors import DataError, StreamInterrupted
+from syncer.rows import (
+    Rejected,
+    Row,
+    careful_converter,
+    to_files,
+    to_int,
+    to_timestamp,
+)
+
+log = structlog.get_logger(__name__)
+
+Convert = Callable[[list[str]], Row]
+_BAD_TEXT = re.compile("[\x00\udc80-\udcff]")  # NUL, or bytes that were not UTF-8
+
+
+class CsvParser:
+    """Fed bytes chunk by chunk, returns the records completed so far as rows or `Rejected`."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._pending: list[str] = []  # text after the last complete record
+        self._pending_odd = False  # whether that text holds an odd number of quotes
+        self._pending_dirty = False  # whether that text holds NUL or escaped non-UTF-8 bytes
+        self._records = 0  # records read so far, the header included
+        self._width = 0
+        self._convert: Convert | None = None
+        self._careful: list[tuple[int | None, Column, Callable[[str], Any]]] = []
+        self._extra: Callable[[list[str]], dict[str, str | None] | None] = _no_extra
+
+    def feed(self, chunk: bytes) -> list[Row | Rejected]:
+        """Take the next chunk; return every record it completed."""
+        text, dirty = self._decode(chunk)
+        cut = self._last_boundary(text)
+        if cut < 0:
+            if text:
+                self._pending.append(text)
+                self._pending_odd ^= bool(text.count('"') & 1)
+                self._pending_dirty |= dirty
+            return []
+        block = "".join((*self._pending, text[:cut])) if self._pending else text[:cut]
+        dirty |= self._pending_dirty
+        rest = text[cut:]
+        self._pending = [rest] if rest else []
+        self._pending_odd = bool(rest.count('"') & 1)
+        self._pending_dirty = dirty and bool(rest)
+        return self._read(block, dirty)
+
+    def close(self) -> list[Row | Rejected]:
+        """End of stream: return the last record if it lacked a newline; raise if it was cut."""
+        last, dirty = self._decode(b"", final=True)
+        text = "".join((*self._pending, last))
+        dirty |= self._pending_dirty
+        self._pending = []
+        if text.count('"') & 1:
+            raise StreamInterrupted(
+                f"{self.endpoint.csv_path}: the stream ended inside a quoted field "
+                f"(record {self._records + 1})"
+            )
+        return self._read(text, dirty) if text else []
+
+    def _decode(self, chunk: bytes, final: bool = False) -> tuple[str, bool]:
+        """Decode strictly (fast); on bad UTF-8, escape the bad bytes and say the text is dirty.
+
+        A failed decode leaves the incremental decoder's state untouched, so the same chunk
+        can be decoded again with another error handler.
+        """
+        try:
+            return self._decoder.decode(chunk, final), False
+        except UnicodeDecodeError:
+            self._decoder.errors = "surrogateescape"
+            try:
+                return self._decoder.decode(chunk, final), True
+            finally:
+                self._decoder.errors = "strict"
+
+    def _last_boundary(self, text: str) -> int:
+        """Index just past the last newline of `text` outside quotes, or -1."""
+        pos = text.rfind("\n")
+        if pos < 0:
+            return -1
+        odd = self._pending_odd ^ bool(text.count('"', 0, pos) & 1)
+        while odd:
+            previous = text.rfind("\n", 0, pos)
+            if previous < 0:
+                return -1
+            odd ^= bool(text.count('"', previous, pos) & 1)
+            pos = previous
+        return pos + 1
+
+    def _read(self, block: str, dirty: bool) -> list[Row | Rejected]:
+        """Parse a block of complete records (the header first, if not seen yet)."""
+        if self._convert is None:
+            header, block = _split_first_record(block)
+            try:
+                names = next(csv.reader(_lines(header)), [])
+            except csv.Error as exc:
+                raise DataError(f"{self.endpoint.csv_path}: unreadable CSV header: {exc}") from None
+            self._start(names)
+            self._records = 1
+            if not block:
+                return []
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # rows are acyclic; collecting during a block only costs time
+        try:
+            return self._read_body(block, dirty or "\x00" in block)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _read_body(self, block: str, dirty: bool) -> list[Row | Rejected]:
+        """Records to rows via the compiled converter; the careful path for anything odd."""
+        assert self._convert is not None
+        convert = self._convert if not dirty else _refuse
+        careful = self._check
+        out: list[Row | Rejected] = []
+        append = out.append
+        first = self._records + 1
+        line = first - 1
+        try:
+            for line, fields in enumerate(csv.reader(_lines(block)), first):  # noqa: B007
+                try:
+                    append(convert(fields))
+                except Exception:  # any failure: the careful path names it
+                    if (checked := careful(fields, line, None)) is not None:
+                        append(checked)
+        except csv.Error:
+            return self._read_one_by_one(block, first)
+        self._records = line
+        return out
+
+    def _read_one_by_one(self, block: str, first: int) -> list[Row | Rejected]:
+        """Slow path for a block the csv module refused: each record on its own."""
+        out: list[Row | Rejected] = []
+        records = _split_records(block)
+        for line, record in enumerate(records, first):
+            try:
+                fields = _fields_of(record)
+            except csv.Error as exc:
+                out.append(Rejected(record, f"malformed CSV: {exc}", line))
+                continue
+            checked = self._check(fields, line, record)
+            if checked is not None:
+                out.append(checked)
+        self._records += len(records)
+        return out
+
+    def _check(self, fields: list[str], line: int, raw: str | None) -> Row | Rejected | None:
+        """Convert one record column by column; a Rejected naming the first problem."""
+        if not fields:
+            return None  # a blank line carries nothing
+        if len(fields) != self._width:
+            return _reject(fields, raw, f"expected {self._width} fields, got {len(fields)}", line)
+        for value in fields:
+            if (bad := _BAD_TEXT.search(value)) is not None:
+                what = "a NUL character" if bad.group() == "\x00" else "bytes that are not UTF-8"
+                return _reject(fields, raw, f"contains {what}", line)
+        values: list[Any] = []
+        for index, column, convert in self._careful:
+            try:
+                values.append(convert(fields[index] if index is not None else ""))
+            except ValueError as exc:
+                return _reject(fields, raw, f"{column.name}: {exc}", line)
+        values.append(self._extra(fields))
+        return tuple(values)
+
+    def _start(self, header: list[str]) -> None:
+        """Map columns by header name, check required ones, compile the converter."""
+        names = [name.strip().lstrip("\ufeff") for name in header]
+        known = {column.name for column in self.endpoint.columns}
+        positions: dict[str, int] = {}
+        unknown: list[tuple[str, int]] = []
+        for index, name in enumerate(names):
+            if name in known and name not in positions:
+                positions[name] = index
+            else:
+                unknown.append((name, index))
+                _warn_unknown_column(self.endpoint.value, name)
+        missing = [c.name for c in self.endpoint.columns if c.required and c.name not in positions]
+        if missing:
+            raise DataError(
+                f"{self.endpoint.csv_path}: the CSV has no {', '.join(missing)} column "
+                f"(header: {','.join(names)[:300]})"
+            )
+        plan = [(positions.get(column.name), column) for column in self.endpoint.columns]
+        self._width = len(names)
+        self._careful = [(index, column, careful_converter(column)) for index, column in plan]
+        self._extra = _extra_reader(unknown) if unknown else _no_extra
+        self._convert = _compile(plan, self._width, self._extra)
+
+
+@cache
+def _warn_unknown_column(endpoint: str, column: str) -> None:
+    """Log a column this version does not know, once per process (the cache is the memory)."""
+    log.warning("unknown CSV column kept in extra", endpoint=endpoint, column=column)
+
+
+async def parse_batches(
+    endpoint: Endpoint, chunks: AsyncIterator[bytes]
+) -> AsyncGenerator[list[Row | Rejected], None]:
+    """Parse a byte stream into lists of rows, one list per chunk that completed records."""
+    parser = CsvParser(endpoint)
+    async for chunk in chunks:
+        if batch := parser.feed(chunk):
+            yield batch
+    if batch := parser.close():
+        yield batch
+
+
+async def parse_stream(
+    endpoint: Endpoint, chunks: AsyncIterator[bytes]
+) -> AsyncGenerator[Row | Rejected, None]:
+    """Parse a byte stream into rows; a record is yielded only once it is complete."""
+    async for batch in parse_batches(endpoint, chunks):
+        for item in batch:
+            yield item
+
+
+def _lines(text: str) -> io.StringIO:
+    """Lines for csv.reader, each with its LF (a quoted newline is kept only if it is there)."""
+    return io.StringIO(text)
+
+
+def _fields_of(record: str) -> list[str]:
+    """One record's fields, also when it holds a bare carriage return outside quotes.
+
+    The csv module refuses a lone CR in an unquoted field; writers that end lines with LF
+    only do not quote it. It is swapped for NUL (absent, or the record is rejected anyway)
+    while parsing and put back after.
+    """
+    body = record[:-1] if record.endswith("\n") else record
+    body = body[:-1] if body.endswith("\r") else body
+    if "\r" not in body or "\x00" in body:
+        return next(csv.reader(_lines(body)), [])
+    fields = next(csv.reader(_lines(body.replace("\r", "\x00"))), [])
+    return [field.replace("\x00", "\r") for field in fields]
+
+
+def _split_first_record(text: str) -> tuple[str, str]:
+    """The first record of `text` (up to its newline outside quotes) and the rest."""
+    first = _split_records(text, limit=1)
+    return (first[0], text[len(first[0]) :]) if first else ("", "")
+
+
+def _split_records(text: str, limit: int = -1) -> list[str]:
+    """The records of `text` (at most `limit`), each with its newline, cut outside quotes."""
+    records: list[str] = []
+    start = pos = 0
+    odd = False
+    while len(records) != limit and (newline := text.find("\n", pos)) >= 0:
+        odd ^= bool(text.count('"', pos, newline) & 1)
+        pos = newline + 1
+        if not odd:
+            records.append(text[start:pos])
+            start = pos
+    if len(records) != limit and start < len(text):
+        records.append(text[start:])
+    return records
+
+
+def _reject(fields: list[str], raw: str | None, reason: str, line: int) -> Rejected:
+    """A Rejected whose raw text is the record itself, or the fields written back as CSV."""
+    if raw is None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(fields)
+        raw = buffer.getvalue()
+    return Rejected(raw.rstrip("\r\n"), reason, line)
+
+
+def _no_extra(fields: list[str]) -> None:
+    return None
+
+
+def _extra_reader(unknown: list[tuple[str, int]]) -> Callable[[list[str]], dict[str, str | None]]:
+    def extra(fields: list[str]) -> dict[str, str | None]:
+        return {name: fields[index] or None for name, index in unknown}
+
+    return extra
+
+
+# --- the compiled fast converter -------------------------------------------------------------
+
+_FAST = {
+    (Kind.TEXT, False): "{x} or None",
+    (Kind.TEXT, True): "{x} or _empty()",
+    (Kind.INT, False): "(_int({x}) if len({x}) < 19 else _big({x})) if {x} else None",
+    (Kind.INT, True): "_int({x}) if len({x}) < 19 else _big({x})",
+    (Kind.BOOL, False): "_bool[{x}]",
+    (Kind.BOOL, True): "_bool_required[{x}]",
+    (Kind.TIMESTAMP, False): "(_iso({x}) if {x}[-1] == 'Z' else _ts({x})) if {x} else None",
+    (Kind.TIMESTAMP, True): "_iso({x}) if {x}[-1:] == 'Z' else _ts_required({x})",
+    (Kind.FILES, False): "_files({x}) if {x} else ()",
+    (Kind.FILES, True): "_files({x})",
+}
+
+
+def _compile(
+    plan: list[tuple[int | None, Column]],
+    width: int,
+    extra: Callable[[list[str]], dict[str, str | None] | None],
+) -> Convert:
+    """Build `convert(fields) -> row` for this header: one unpack, one tuple, no loop.
+
+    The source holds only field positions and the fixed expressions above, never text from
+    the stream. A wrong field count fails the unpack; any odd value raises; the caller then
+    takes the careful path.
+    """
+    fields = ", ".join(f"c{index}" for index in range(width))
+    values = [
+        "None" if index is None else _FAST[column.kind, column.required].format(x=f"c{index}")
+        for index, column in plan
+    ]
+    values.append("None" if extra is _no_extra else "_extra(f)")
+    source = f"def convert(f):\n    {fields}, = f\n    return ({', '.join(values)},)\n"
+    namespace: dict[str, Any] = {
+        "_int": int,
+        "_big": to_int,
+        "_empty": _raise_empty,
+        "_bool": {"true": True, "false": False, "": None},
+        "_bool_required": {"true": True, "false": False},
+        "_iso": datetime.fromisoformat,
+        "_ts": to_timestamp,
+        "_ts_required": to_timestamp,
+        "_files": to_files,
+        "_extra": extra,
+    }
+    exec(compile(source, f"<csvstream converter {width} columns>", "exec"), namespace)
+    convert: Convert = namespace["convert"]
+    return convert
+
+
+def _refuse(fields: list[str]) -> Row:
+    """The converter of a block with NUL or non-UTF-8 bytes: every record goes the careful way."""
+    raise ValueError("dirty block")
+
+
+def _raise_empty() -> None:
+    raise ValueError("required value is empty")

@@ -1,0 +1,214 @@
+"""The client against the simulator over real HTTP: every value arrives typed and equal to truth."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from syncer.api import CursorClient, default_budget
+from syncer.config import Settings
+from syncer.endpoints import Endpoint
+from syncer.errors import AuthError
+from syncer.fakeapi import FakeApi, FakeApiConfig
+from syncer.fakeapi.csvtext import AGENT_TOOL
+from syncer.fakeapi.render import EXTRA_COLUMN, agent_version
+from syncer.rows import Rejected, Row, row_as_dict
+
+UTC = timezone.utc
+ANCHOR = datetime(2025, 8, 1, tzinfo=UTC)
+START = datetime(2025, 6, 1, tzinfo=UTC)
+END = datetime(2025, 8, 2, tzinfo=UTC)
+
+Simulate = Callable[..., Any]
+
+
+@pytest.fixture
+async def simulate() -> AsyncIterator[Simulate]:
+    """Start simulators on 127.0.0.1 with a fixed history; all stopped at teardown."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> FakeApi:
+            options: dict[str, Any] = {"commits": 300, "changes": 300, "seed": 11, "anchor": ANCHOR}
+            options.update(overrides)
+            return await stack.enter_async_context(FakeApi(FakeApiConfig(**options)))
+
+        yield start
+
+
+def settings_for(sim: FakeApi, key: str | None = None, **settings: Any) -> Settings:
+    values: dict[str, Any] = {
+        "CURSOR_API_KEY": key or sim.config.api_key,
+        "CURSOR_API_BASE_URL": sim.url,
+        "CURSOR_RATE_LIMIT_REQUESTS": sim.config.rate_limit_requests,
+        "CURSOR_RATE_LIMIT_PERIOD_SECONDS": sim.config.rate_limit_period,
+        "CURSOR_MAX_RETRIES": 3,
+    }
+    values.update(settings)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def client_for(sim: FakeApi, key: str | None = None, **settings: Any) -> CursorClient:
+    return CursorClient(settings_for(sim, key, **settings), backoff_base=0.05)
+
+
+def by_key(endpoint: Endpoint, items: list[Row | Rejected]) -> dict[str, dict[str, Any]]:
+    """Rows as dicts by primary key, the last occurrence winning (as the engine's upserts)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if not isinstance(item, Rejected):
+            named = row_as_dict(endpoint, item)
+            rows[named[endpoint.key]] = named
+    return rows
+
+
+def assert_equal_to_truth(sim: FakeApi, endpoint: Endpoint, got: dict[str, dict[str, Any]]) -> None:
+    truth = {row[endpoint.key]: row for row in sim.dataset.truth(endpoint, START, END)}
+    assert len(truth) > 100
+    assert sorted(got) == sorted(truth)
+    for key, expected in truth.items():
+        assert got[key] == expected, key
+
+
+async def fetch(sim: FakeApi, endpoint: Endpoint, **settings: Any) -> list[Row | Rejected]:
+    async with client_for(sim, **settings) as api:
+        return [row async for row in api.stream_rows(endpoint, START, END)]
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"bom": True},
+        {"crlf": True},
+        {"permute_columns": True},
+        {"bom": True, "crlf": True, "permute_columns": True},
+        {"privacy_mode": "all"},
+        {"duplicate_rate": 0.2},
+        {"order": "asc", "csv_page_rows": 7},
+    ],
+    ids=["plain", "bom", "crlf", "reordered", "all-three", "privacy", "duplicates", "asc-pages"],
+)
+async def test_csv_rows_equal_truth(
+    simulate: Simulate, endpoint: Endpoint, variant: dict[str, Any]
+) -> None:
+    sim = await simulate(**variant)
+    items = await fetch(sim, endpoint)
+    assert not [item for item in items if isinstance(item, Rejected)]
+    assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+@pytest.mark.parametrize("mode", ["append", "insert"])
+async def test_unknown_column_lands_in_extra(
+    simulate: Simulate, endpoint: Endpoint, mode: str
+) -> None:
+    sim = await simulate(extra_column=mode)
+    got = by_key(endpoint, await fetch(sim, endpoint))
+    for key, row in got.items():
+        assert row.pop("extra") == {EXTRA_COLUMN: agent_version(key)}
+        for entry in row.get("files", []):
+            assert entry.pop("extra") == {"agentTool": AGENT_TOOL}
+    assert_equal_to_truth(sim, endpoint, got)
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+async def test_malformed_rows_are_rejected_and_the_rest_equal_truth(
+    simulate: Simulate, endpoint: Endpoint
+) -> None:
+    sim = await simulate(malformed_rate=0.05)
+    items = await fetch(sim, endpoint)
+    rejected = [item for item in items if isinstance(item, Rejected)]
+    malformed = sim.dataset.malformed_keys(endpoint, START, END)
+    assert len(rejected) == len(malformed) > 0
+    assert all(item.reason and item.raw and item.line > 1 for item in rejected)
+    assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+async def test_json_pages_equal_truth(simulate: Simulate, endpoint: Endpoint) -> None:
+    sim = await simulate(rate_limit_requests=100, rate_limit_period=1.0)
+    async with client_for(sim) as api:
+        items = [row async for row in api.iter_json_rows(endpoint, START, END, page_size=100)]
+    assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
+
+
+async def test_cut_stream_is_retried_and_ends_equal_to_truth(simulate: Simulate) -> None:
+    sim = await simulate(commits=3000)
+    sim.faults.cut_next(after_bytes=150_000, times=2)
+    items = await fetch(sim, Endpoint.COMMITS)
+    assert sim.stats.streams_cut == 2
+    assert not [item for item in items if isinstance(item, Rejected)], "no half row"
+    assert len(items) > 3000, "rows before each cut came again"
+    assert_equal_to_truth(sim, Endpoint.COMMITS, by_key(Endpoint.COMMITS, items))
+
+
+async def test_injected_failures_and_429_are_survived(simulate: Simulate) -> None:
+    sim = await simulate()
+    sim.faults.fail_next(2, status=503)
+    sim.faults.throttle_next(1, retry_after=1)
+    started = time.monotonic()
+    items = await fetch(sim, Endpoint.CHANGES)
+    assert time.monotonic() - started >= 1.0, "Retry-After honoured"
+    assert sim.stats.count(status=503) == 2
+    assert sim.stats.rate_limited == 1
+    assert_equal_to_truth(sim, Endpoint.CHANGES, by_key(Endpoint.CHANGES, items))
+
+
+async def test_wrong_key_is_an_auth_error_after_one_request(simulate: Simulate) -> None:
+    sim = await simulate()
+    with pytest.raises(AuthError, match="check CURSOR_API_KEY and that the team is on an"):
+        await fetch(sim, Endpoint.COMMITS, key="not-the-key")
+    assert sim.stats.count(status=401) == 1
+    assert sim.stats.count() == 1
+
+
+class RecordingBudget:
+    """The client's own budget, remembering when each request was let through."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.inner = default_budget(settings)
+        self.granted: list[float] = []
+
+    async def acquire(self, key: str) -> float:
+        waited = await self.inner.acquire(key)
+        self.granted.append(time.monotonic())
+        return waited
+
+    def penalize(self, key: str, retry_after: float) -> None:
+        self.inner.penalize(key, retry_after)
+
+
+async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) -> None:
+    limit, period = 4, 1.0
+    sim = await simulate(
+        commits=50, changes=50, rate_limit_requests=limit, rate_limit_period=period
+    )
+    settings = settings_for(sim)
+    budget = RecordingBudget(settings)
+    async with CursorClient(settings, budget=budget) as api:
+        results = await asyncio.gather(
+            *(collect(api.stream_rows(Endpoint.COMMITS, START, END)) for _ in range(20))
+        )
+    busiest = max(
+        sum(1 for other in budget.granted if start <= other < start + period)
+        for start in budget.granted
+    )
+    print(
+        f"\nburst: 20 requests, limit {limit}/{period:g}s: at most {busiest} in any window, "
+        f"{sim.stats.rate_limited} × 429, span {budget.granted[-1] - budget.granted[0]:.2f}s"
+    )
+    assert all(len(rows) == len(results[0]) for rows in results)
+    assert busiest <= limit
+    assert sim.stats.rate_limited == 0
+    assert sim.stats.count(status=200) == 20
+
+
+async def collect(rows: AsyncIterator[Row | Rejected]) -> list[Row | Rejected]:
+    return [row async for row in rows]

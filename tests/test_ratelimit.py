@@ -1,0 +1,112 @@
+"""The shared limiter keeps every window within budget, serves waiters in order, never sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from syncer.ratelimit import RateLimiter, RateLimiters, RequestBudget
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps on it; records every sleep requested."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def max_in_any_window(stamps: list[float], period: float) -> int:
+    """The largest number of stamps inside any half-open window [t, t + period)."""
+    ordered = sorted(stamps)
+    return max(sum(1 for other in ordered if start <= other < start + period) for start in ordered)
+
+
+@pytest.mark.parametrize(("requests", "period"), [(5, 60.0), (3, 1.0), (1, 0.5)])
+async def test_burst_of_20_never_exceeds_the_window(requests: int, period: float) -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(requests, period, clock=fake.clock, sleep=fake.sleep)
+    granted: list[tuple[int, float]] = []
+
+    async def worker(index: int) -> None:
+        await limiter.acquire()
+        granted.append((index, fake.clock()))
+
+    await asyncio.gather(*(worker(i) for i in range(20)))
+
+    stamps = [at for _, at in granted]
+    assert max_in_any_window(stamps, period) == requests
+    assert [index for index, _ in granted] == list(range(20)), "served in arrival order"
+    # 20 grants need ceil(20 / requests) windows: the last one opens after that many periods.
+    assert fake.now == pytest.approx(((20 - 1) // requests) * period)
+
+
+async def test_acquire_returns_seconds_waited() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(2, 10.0, clock=fake.clock, sleep=fake.sleep)
+    assert await limiter.acquire() == 0
+    fake.now = 3.0
+    assert await limiter.acquire() == 0
+    assert await limiter.acquire() == pytest.approx(7.0)
+    assert fake.sleeps == [pytest.approx(7.0)]
+
+
+async def test_penalize_pushes_the_next_grant() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(5, 60.0, clock=fake.clock, sleep=fake.sleep)
+    await limiter.acquire()
+    limiter.penalize(30.0)
+    assert await limiter.acquire() == pytest.approx(30.0)
+    limiter.penalize(-5)  # a nonsense hint never moves time backwards
+    assert await limiter.acquire() == 0
+
+
+async def test_penalty_never_shortens_an_earlier_longer_one() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(5, 60.0, clock=fake.clock, sleep=fake.sleep)
+    limiter.penalize(20.0)
+    limiter.penalize(5.0)
+    assert await limiter.acquire() == pytest.approx(20.0)
+
+
+async def test_cancelled_waiter_frees_its_turn() -> None:
+    fake = FakeTime()
+    blocked = asyncio.Event()
+
+    async def stuck_sleep(seconds: float) -> None:
+        blocked.set()
+        await asyncio.Event().wait()
+
+    limiter = RateLimiter(1, 60.0, clock=fake.clock, sleep=stuck_sleep)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await blocked.wait()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    fake.now = 60.0
+    assert await limiter.acquire() == 0
+
+
+async def test_limiters_are_per_key_and_shared() -> None:
+    fake = FakeTime()
+    budget: RequestBudget = RateLimiters(1, 60.0, clock=fake.clock, sleep=fake.sleep)
+    assert await budget.acquire("/commits.csv") == 0
+    assert await budget.acquire("/changes.csv") == 0, "another endpoint has its own budget"
+    assert await budget.acquire("/commits.csv") == pytest.approx(60.0)
+    budget.penalize("/changes.csv", 90.0)
+    assert await budget.acquire("/changes.csv") == pytest.approx(90.0)
+
+
+def test_rejects_nonsense_limits() -> None:
+    with pytest.raises(ValueError, match="requests >= 1"):
+        RateLimiter(0, 60.0)
