@@ -1,0 +1,262 @@
+"""What `sync`, `backfill`, `status` and `demo` do, given Settings; the CLI only parses flags."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.exc import ProgrammingError
+
+from syncer.api import CursorClient
+from syncer.budget import PostgresBudget
+from syncer.config import Settings
+from syncer.db import database_url, migrate
+from syncer.endpoints import Endpoint
+from syncer.errors import ConfigError, DatabaseError, SyncerError
+from syncer.schema import sync_runs, sync_state
+from syncer.store import Outcome, Store
+from syncer.sync import NoProgress, Pass, PassResult, Progress
+from syncer.timespec import isoformat_z, parse_spec
+
+log = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[tuple[CursorClient, Store]]:
+    """The API client and the migrated store a writing command needs."""
+    settings.require_api_key()
+    async with Store.connect(database_url(settings)) as store:
+        await migrate(store.engine)
+        async with (
+            PostgresBudget.from_settings(store, settings) as budget,  # shared with other processes
+            CursorClient(settings, budget=budget) as api,
+        ):
+            yield api, store
+
+
+def report(results: Sequence[PassResult]) -> int:
+    """Print one line per endpoint; raise the first failure so the CLI exits non-zero."""
+    for r in results:
+        c = r.counts
+        mark = isoformat_z(r.high_water_mark) if r.high_water_mark else "-"
+        detail = (
+            f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
+            f"{c.rejected} rejected in {r.windows} window(s), {r.duration:.1f}s; mark {mark}"
+        )
+        if r.outcome is Outcome.SKIPPED:
+            detail = f"skipped: {r.error}"
+        elif r.error is not None:
+            detail = f"{detail}; error: {r.error}"
+        print(f"{r.endpoint.value:<8} {r.outcome.value:<8} {detail}")
+    for r in results:
+        if r.outcome is Outcome.FAILED and r.error is not None:
+            raise r.error
+    return 0
+
+
+async def sync_command(settings: Settings, progress: Progress | None = None) -> int:
+    """One incremental pass of every endpoint, concurrently (each has its own rate budget)."""
+    async with open_resources(settings) as (api, store):
+        passes = [
+            Pass(api, store, settings, endpoint, "sync", progress=progress or NoProgress())
+            for endpoint in Endpoint
+        ]
+        results = await asyncio.gather(*(p.run() for p in passes))
+    return report(results)
+
+
+def parse_range(since: str, until: str) -> tuple[datetime, datetime]:
+    """Resolve backfill specs against one `now`; the range must not be empty."""
+    now = datetime.now(timezone.utc)
+    try:
+        start, end = parse_spec(since, now), parse_spec(until, now)
+    except ValueError as exc:
+        raise ConfigError(f"backfill: {exc}") from None
+    if start >= end:
+        raise ConfigError(f"backfill: --since ({since}) must be before --until ({until})")
+    return start, end
+
+
+async def backfill_command(
+    settings: Settings, since: str, until: str, endpoint: Endpoint | None
+) -> int:
+    """A one-shot historical load; waits for a concurrent pass of the same endpoint to finish."""
+    from syncer.progress import ConsoleProgress
+
+    start, end = parse_range(since, until)
+    endpoints = [endpoint] if endpoint else list(Endpoint)
+    async with open_resources(settings) as (api, store):
+        with ConsoleProgress() as progress:
+            results = await asyncio.gather(
+                *(
+                    Pass(
+                        api,
+                        store,
+                        settings,
+                        e,
+                        "backfill",
+                        since=start,
+                        until=end,
+                        wait_for_lock=True,
+                        progress=progress,
+                    ).run()
+                    for e in endpoints
+                )
+            )
+    return report(results)
+
+
+@dataclass(slots=True)
+class EndpointStatus:
+    """What `syncer status` shows for one endpoint."""
+
+    endpoint: str
+    high_water_mark: datetime | None
+    lag_seconds: float | None
+    rows: int
+    last_run: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready form (ISO timestamps)."""
+
+        def iso(v: Any) -> Any:
+            return isoformat_z(v) if isinstance(v, datetime) else v
+
+        return {
+            "endpoint": self.endpoint,
+            "high_water_mark": iso(self.high_water_mark),
+            "lag_seconds": self.lag_seconds,
+            "rows": self.rows,
+            "last_run": {k: iso(v) for k, v in self.last_run.items()} if self.last_run else None,
+        }
+
+
+async def collect_status(store: Store) -> list[EndpointStatus]:
+    """Mark, lag, row count and last finished run of every endpoint."""
+    now = datetime.now(timezone.utc)
+    out = []
+    async with store.engine.connect() as conn:
+        for endpoint in Endpoint:
+            mark = (
+                await conn.execute(
+                    select(sync_state.c.high_water_mark).where(
+                        sync_state.c.endpoint == endpoint.value
+                    )
+                )
+            ).scalar_one_or_none()
+            rows = (await conn.execute(text(f"SELECT count(*) FROM {endpoint.table}"))).scalar_one()
+            run = (
+                (
+                    await conn.execute(
+                        select(
+                            sync_runs.c.run_id,
+                            sync_runs.c.command,
+                            sync_runs.c.started_at,
+                            sync_runs.c.finished_at,
+                            sync_runs.c.outcome,
+                            sync_runs.c.windows,
+                            sync_runs.c.rows_inserted,
+                            sync_runs.c.rows_updated,
+                            sync_runs.c.rows_unchanged,
+                            sync_runs.c.rows_rejected,
+                            sync_runs.c.error,
+                        )
+                        .where(sync_runs.c.endpoint == endpoint.value)
+                        .where(sync_runs.c.outcome != Outcome.SKIPPED.value)
+                        .order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            lag = (now - mark).total_seconds() if mark else None
+            out.append(
+                EndpointStatus(endpoint.value, mark, lag, int(rows), dict(run) if run else None)
+            )
+    return out
+
+
+async def status_command(settings: Settings, *, as_json: bool) -> int:
+    """Print the status table (or JSON); does not need an API key."""
+    async with Store.connect(database_url(settings)) as store:
+        try:
+            statuses = await collect_status(store)
+        except ProgrammingError:
+            raise DatabaseError(
+                "the database has no syncer tables yet: run `syncer migrate` first"
+            ) from None
+    if as_json:
+        print(json.dumps([s.as_json() for s in statuses], indent=2))
+    else:
+        print_status_table(statuses)
+    return 0
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _short(moment: datetime | None) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+
+
+def _took(run: dict[str, Any]) -> str:
+    start, end = run.get("started_at"), run.get("finished_at")
+    if start is None:
+        return "-"
+    if end is None:
+        return "running"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def print_status_table(statuses: Sequence[EndpointStatus]) -> None:
+    """The human form of `syncer status`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="syncer status", title_justify="left")
+    for column in ("endpoint", "high-water mark", "behind", "rows", "last run", "took", "outcome"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("ins/upd/same/rej", no_wrap=True)
+    table.add_column("error")
+    for s in statuses:
+        run = s.last_run or {}
+        counts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected")
+        table.add_row(
+            s.endpoint,
+            _short(s.high_water_mark),
+            _ago(s.lag_seconds),
+            f"{s.rows:,}",
+            f"{run['command']} {_short(run['started_at'])}" if run else "-",
+            _took(run),
+            run.get("outcome", "-"),
+            "/".join(str(run[k]) for k in counts) if run else "-",
+            (run.get("error") or "")[:200],
+        )
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        console = Console(file=sys.stdout, width=160)
+    console.print(table)
+
+
+async def run_command(settings: Settings) -> int:
+    """`syncer run`: the daemon."""
+    try:
+        from syncer.scheduler import run_daemon
+    except ImportError:
+        raise SyncerError("`syncer run` is not implemented yet (issue: the daemon)") from None
+    return await run_daemon(settings)

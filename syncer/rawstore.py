@@ -1,0 +1,266 @@
+"""The raw fast path's SQL: CSV bytes COPied as text, typed and upserted by the server.
+
+A block of complete records goes to an all-text staging table as it is (`COPY … FORMAT csv`,
+`ord` keeping arrival order); one statement converts every staged row, keeps the last row of
+each key, and upserts with the same guard as the typed path. The conversions accept exactly
+what the typed parser accepts, with the same values, and raise on anything else — the writer
+then rolls the block back and reads it the typed way, which names and quarantines the bad
+rows one by one. A raise is `'!' || value` cast to bigint: never valid, never folded early.
+
+The typed and raw paths define `files_digest` alike: md5 of the jsonb text of the file list
+as `[[file_name, file_extension, lines_added, lines_deleted, extra], …]` in file order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from syncer.endpoints import Column, Endpoint, Kind
+
+#: ISO 8601 as `datetime.fromisoformat` reads it and PostgreSQL reads it the same way:
+#: no leap second, no hour 24, at most microseconds, `Z` or a ±HH:MM offset (none = UTC).
+_ISO = (
+    "^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    "(:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+#: 2025-07-30T14:12:30.123Z, in the session's TimeZone (UTC: see `upsert_raw`).
+_CANONICAL = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+_FILE_JSON = ("fileName", "fileExtension", "linesAdded", "linesDeleted")
+
+
+def _fail(value: str) -> str:
+    """An expression that raises, naming `value` in the error (bigint typed)."""
+    return f"concat('!', {value})::bigint"
+
+
+def _convert(column: Column) -> str:
+    """SQL typing one staged text column like the typed parser types it; a required column
+    that is empty raises here, not at the upsert (which waits for its turn)."""
+    typed = _typed(column)
+    if not column.required:
+        return typed
+    c = column.name
+    raise_ = f"{_fail(c)}::text::{_SQL_TYPE[column.kind]}"
+    return f"CASE WHEN coalesce({c}, '') = '' THEN {raise_} ELSE {typed} END"
+
+
+def _typed(column: Column) -> str:
+    c = column.name
+    if column.kind is Kind.INT:
+        return f"NULLIF({c}, '')::bigint"
+    if column.kind is Kind.BOOL:
+        return (
+            f"CASE coalesce({c}, '') WHEN '' THEN NULL WHEN 'true' THEN true "
+            f"WHEN 'false' THEN false ELSE {_fail(c)} > 0 END"
+        )
+    if column.kind is Kind.TIMESTAMP:
+        # The API's own spelling is checked by a round trip (a fifth of the regex's cost):
+        # text that is exactly the canonical rendering of its value reads alike in Python.
+        return (
+            f"CASE WHEN coalesce({c}, '') = '' THEN NULL WHEN length({c}) = 24 AND "
+            f"to_char({c}::timestamptz, '{_CANONICAL}') = {c} THEN {c}::timestamptz "
+            f"WHEN {c} ~ '{_ISO}' THEN {c}::timestamptz ELSE to_timestamp({_fail(c)}) END"
+        )
+    return f"NULLIF({c}, '')"
+
+
+def _json_text(value: str) -> str:
+    return (
+        f"CASE coalesce(json_typeof({value}), 'null') WHEN 'null' THEN NULL "
+        f"WHEN 'string' THEN {value} #>> '{{}}' ELSE {_fail(value)}::text END"
+    )
+
+
+def _json_int(value: str) -> str:
+    # The number's own spelling is cast: 1e2 or 12.0 fail, as the typed parser rejects them.
+    return (
+        f"CASE coalesce(json_typeof({value}), 'null') WHEN 'null' THEN NULL "
+        f"WHEN 'number' THEN {value}::text::bigint ELSE {_fail(value)} END"
+    )
+
+
+def stage_ddl(endpoint: Endpoint) -> str:
+    """The raw path's staging tables of an endpoint, created once per connection.
+
+    `stage_raw_*` holds the block as text; `stage_ready_*` the typed rows, the last of each
+    key, ready to upsert (see `prepare_raw` and `apply_raw`).
+    """
+    columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
+    texts = ", ".join(f"{c.name} text" for c in endpoint.columns)
+    typed = ", ".join(f"{c.name} {_SQL_TYPE[c.kind]}" for c in columns)
+    ddl = [
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_raw_{endpoint.value} (ord bigserial, {texts})",
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_ready_{endpoint.value} "
+        f"(ord bigint, {typed}, extra jsonb, newest timestamptz"
+        + (", files_digest text)" if endpoint is Endpoint.CHANGES else ")"),
+    ]
+    if endpoint is Endpoint.CHANGES:
+        ddl.append(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_raw_files (ord bigint, file_index integer, "
+            "file_name text, file_extension text, lines_added bigint, lines_deleted bigint, "
+            "extra jsonb)"
+        )
+        ddl.append(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
+            "ins boolean)"
+        )
+    return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
+
+
+_SQL_TYPE = {
+    Kind.TEXT: "text",
+    Kind.INT: "bigint",
+    Kind.BOOL: "boolean",
+    Kind.TIMESTAMP: "timestamptz",
+}
+
+
+def guarded_upsert(
+    endpoint: Endpoint,
+    names: list[str],
+    source: str,
+    returning: str,
+    select: dict[str, str] | None = None,
+) -> str:
+    """`INSERT … SELECT … ON CONFLICT DO UPDATE` that compares before updating (both paths).
+
+    The WHERE guard: a row that did not change is not rewritten, so re-reading the lookback
+    leaves no dead tuples and fires no triggers. `select` maps a column to the expression
+    that produces it from `source` (default: the column itself).
+    """
+    key = endpoint.key
+    values = [c for c in names if c != key]
+    exprs = ", ".join((select or {}).get(c, c) for c in names)
+    assign = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
+    old = ", ".join(f"t.{c}" for c in values)
+    new = ", ".join(f"EXCLUDED.{c}" for c in values)
+    return (
+        f"INSERT INTO {endpoint.table} AS t ({', '.join(names)}) "
+        f"SELECT {exprs} FROM {source} "
+        f"ON CONFLICT ({key}) DO UPDATE SET {assign}, synced_at = now() "
+        f"WHERE ({old}) IS DISTINCT FROM ({new}) RETURNING {returning}"
+    )
+
+
+def _prepare_sql(endpoint: Endpoint) -> str:
+    columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
+    names = [c.name for c in columns]
+    conv = ", ".join(f"{_convert(c)} AS {c.name}" for c in columns)
+    source = f"stage_raw_{endpoint.value}"
+    more = ""
+    if endpoint is Endpoint.CHANGES:
+        files = (
+            "SELECT ord, jsonb_agg(jsonb_build_array(file_name, file_extension, lines_added, "
+            "lines_deleted, extra) ORDER BY file_index) AS files FROM stage_raw_files GROUP BY ord"
+        )
+        source = f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord)"
+        conv += ", coalesce(f.files, '[]'::jsonb) AS files"
+        more = ", md5(files::text) AS files_digest"
+    return (
+        f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra, newest"
+        + (", files_digest) " if more else ") ")
+        + _last_of_each(endpoint, conv, names, source, more)
+    )
+
+
+def _apply_sql(endpoint: Endpoint) -> str:
+    names = [c.name for c in endpoint.columns if c.kind is not Kind.FILES]
+    ready = f"stage_ready_{endpoint.value}"
+    tail = (
+        f"SELECT (SELECT count(*) FROM {ready}) AS rows, "
+        "count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated, "
+        f"(SELECT max(newest) FROM {ready}) AS newest "
+    )
+    if endpoint is Endpoint.COMMITS:
+        upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
+        return f"WITH up AS ({upsert}) {tail}FROM up"
+    upsert = guarded_upsert(
+        endpoint, [*names, "extra", "files_digest"], ready, "change_id, (xmax = 0) AS ins"
+    )
+    return (
+        f"WITH up AS ({upsert}), "
+        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins) "
+        f"SELECT up.change_id, r.ord, up.ins FROM up JOIN {ready} r USING (change_id) "
+        f"RETURNING ins) {tail}FROM w"
+    )
+
+
+def _last_of_each(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
+    """The typed staged rows, the last of each key; `newest` is the key's greatest created_at
+    among all its rows (the typed path's mark counts replaced rows too).
+
+    Every staged row is converted (so any bad one raises), once: `OFFSET 0` keeps the
+    planner from copying the conversions into each place that uses them. The window shares
+    the DISTINCT ON's sort.
+    """
+    key = endpoint.key
+    return (
+        f"SELECT DISTINCT ON ({key}) ord, {', '.join(names)}, NULL::jsonb AS extra, "
+        f"max(created_at) OVER (PARTITION BY {key} ORDER BY ord DESC "
+        f"ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS newest{more} "
+        f"FROM (SELECT ord, {conv} FROM {source} OFFSET 0) c "
+        f"ORDER BY {key}, ord DESC"
+    )
+
+
+_KEYS = [f'r."{key}"' for key in _FILE_JSON]
+_FILES_SQL = (
+    "INSERT INTO stage_raw_files SELECT s.ord, e.i - 1, "
+    f"{_json_text(_KEYS[0])}, {_json_text(_KEYS[1])}, {_json_int(_KEYS[2])}, "
+    f"{_json_int(_KEYS[3])}, NULLIF(e.v::jsonb - "
+    + " - ".join(f"'{key}'" for key in _FILE_JSON)
+    + ", '{}'::jsonb) FROM stage_raw_changes s "
+    "CROSS JOIN LATERAL json_array_elements(s.metadata_json::json) WITH ORDINALITY AS e(v, i) "
+    "CROSS JOIN LATERAL json_to_record(e.v) AS r("
+    + ", ".join(f'"{key}" json' for key in _FILE_JSON)
+    + ") WHERE s.metadata_json <> ''"
+)
+
+
+_PREPARE = {endpoint: _prepare_sql(endpoint) for endpoint in Endpoint}
+_APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
+_DELETE_FILES = (
+    "DELETE FROM ai_code_change_files f USING stage_raw_written w "
+    "WHERE f.change_id = w.change_id AND NOT w.ins"
+)
+_INSERT_FILES = (
+    "INSERT INTO ai_code_change_files (change_id, file_index, file_name, file_extension, "
+    "lines_added, lines_deleted, extra) SELECT w.change_id, f.file_index, f.file_name, "
+    "f.file_extension, f.lines_added, f.lines_deleted, f.extra "
+    "FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord"
+)
+
+
+async def prepare_raw(
+    conn: asyncpg.Connection, endpoint: Endpoint, columns: list[str], data: bytes
+) -> None:
+    """COPY a block and type it into `stage_ready_*` (raises on anything the typed path would
+    not read alike). Touches no synced table, so it may run while another connection writes.
+
+    Run it inside a transaction (or savepoint), then `apply_raw` in the same one.
+    """
+    await conn.execute("SET LOCAL TimeZone = 'UTC'")  # a timestamp without offset is UTC
+    # A memoryview: asyncpg would take bytes for a file name.
+    await conn.copy_to_table(
+        f"stage_raw_{endpoint.value}", source=memoryview(data), columns=columns, format="csv"
+    )
+    if endpoint is Endpoint.CHANGES:
+        await conn.execute(_FILES_SQL)
+    await conn.execute(_PREPARE[endpoint])
+
+
+async def apply_raw(
+    conn: asyncpg.Connection, endpoint: Endpoint
+) -> tuple[int, int, int, datetime | None]:
+    """Upsert the prepared rows (and replace changed changes' files):
+    (rows, inserted, updated, newest created_at)."""
+    row = await conn.fetchrow(_APPLY[endpoint])
+    rows, inserted, updated, newest = row["rows"], row["inserted"], row["updated"], row["newest"]
+    if endpoint is Endpoint.CHANGES:
+        if updated:
+            await conn.execute(_DELETE_FILES)
+        if inserted or updated:
+            await conn.execute(_INSERT_FILES)
+    return int(rows), int(inserted), int(updated), newest

@@ -1,0 +1,202 @@
+"""`Store`: the database side of a sync — the endpoint lock, writers, sync state, the run log.
+
+The hot path (staged COPY upserts, child-row replacement, quarantine, the mark) is
+`BatchWriter` in syncer.writer, on asyncpg directly; everything else goes through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from syncer.batch import Batch, BatchCounts, RawBatch
+from syncer.db import create_engine, redact, to_libpq_url
+from syncer.endpoints import Endpoint
+from syncer.errors import DatabaseError, EndpointBusy
+from syncer.schema import sync_runs, sync_state
+from syncer.writer import DB_ERRORS, STAGE_DDL, BatchWriter, reason
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(str, Enum):
+    """How a pass ended, as written to `sync_runs.outcome`."""
+
+    RUNNING = "running"  #: in flight (or the process died: see ABANDONED)
+    SUCCESS = "success"  #: every window consumed and committed
+    FAILED = "failed"  #: stopped on an error; committed batches stay, the mark did not pass them
+    INTERRUPTED = "interrupted"  #: cancelled by shutdown; the batch in flight rolled back
+    SKIPPED = "skipped"  #: another process held the endpoint's lock
+    ABANDONED = "abandoned"  #: found still "running" by a later pass: its process died
+
+
+def _lock_key(endpoint: Endpoint) -> int:
+    return 0x5359_0000_0000 + zlib.crc32(f"syncer:{endpoint.value}".encode())
+
+
+class Store:
+    """The database side of a sync: owns its engine; use as `async with Store.connect(url)`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str) -> AsyncIterator[Store]:
+        """Open a store on `url` and check the database answers; dispose of the pool on exit."""
+        engine = create_engine(url)
+        store = cls(engine)
+        try:
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except Exception as exc:  # noqa: BLE001 - any driver error means "unreachable"
+                raise DatabaseError(
+                    f"cannot connect to {redact(to_libpq_url(url))}: {reason(exc)}"
+                ) from None
+            yield store
+        finally:
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any SQLAlchemy transaction."""
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                proxied = await conn.get_raw_connection()
+                yield proxied.driver_connection
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"database error: {reason(exc)}") from exc
+
+    # -- locking -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def endpoint_lock(self, endpoint: Endpoint, *, wait: bool) -> AsyncIterator[None]:
+        """Hold the endpoint's advisory lock: one writer per endpoint across all processes.
+
+        With `wait=False`, raise EndpointBusy at once when another process holds it.
+        The lock is tied to a connection, so a crashed holder releases it automatically.
+        """
+        async with self.raw() as conn:
+            key = _lock_key(endpoint)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                if not wait:
+                    raise EndpointBusy(f"{endpoint.value}: another syncer process is syncing it")
+                log.info("endpoint_lock_wait", endpoint=endpoint.value)
+                await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield
+            finally:
+                if not conn.is_closed():
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[BatchWriter]:
+        """A connection held for a stream of batches (one window), with its staging tables.
+
+        Holding it saves a pool checkout and the staging DDL per batch: round trips matter
+        here, because the parser shares the event loop and each one waits for a chunk.
+        """
+        async with self.raw() as conn:
+            try:
+                await conn.execute(STAGE_DDL)
+            except DB_ERRORS as exc:
+                raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
+            yield BatchWriter(conn)
+
+    async def write_batch(
+        self, batch: Batch, *, run_id: str, mark: datetime | None = None
+    ) -> BatchCounts:
+        """Write one batch on a connection of its own (`writer` serves a stream of them)."""
+        async with self.writer() as writer:
+            return await writer.write(batch, run_id=run_id, mark=mark)
+
+    # -- state and run log -------------------------------------------------------------------
+
+    async def high_water_mark(self, endpoint: Endpoint) -> datetime | None:
+        """The stored mark of an endpoint, None before its first complete window."""
+        async with self._sql() as conn:
+            result = await conn.execute(
+                select(sync_state.c.high_water_mark).where(sync_state.c.endpoint == endpoint.value)
+            )
+            mark: datetime | None = result.scalar_one_or_none()
+            return mark
+
+    async def start_run(
+        self, run_id: str, endpoint: Endpoint, command: str, start: datetime, end: datetime
+    ) -> int:
+        """Insert the run-log row of a pass (outcome running); mark older stale runs abandoned."""
+        async with self._sql(begin=True) as conn:
+            await conn.execute(
+                sync_runs.update()
+                .where(sync_runs.c.endpoint == endpoint.value)
+                .where(sync_runs.c.outcome == Outcome.RUNNING.value)
+                .values(outcome=Outcome.ABANDONED.value, finished_at=func.now())
+            )
+            result = await conn.execute(
+                sync_runs.insert()
+                .values(
+                    run_id=run_id,
+                    endpoint=endpoint.value,
+                    command=command,
+                    window_start=start,
+                    window_end=end,
+                    outcome=Outcome.RUNNING.value,
+                )
+                .returning(sync_runs.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def finish_run(self, row_id: int, **values: Any) -> None:
+        """Record how a pass ended (outcome, counts, error, mark)."""
+        async with self._sql(begin=True) as conn:
+            await conn.execute(
+                sync_runs.update()
+                .where(sync_runs.c.id == row_id)
+                .values(finished_at=func.now(), **values)
+            )
+
+    async def log_skipped(self, run_id: str, endpoint: Endpoint, command: str, reason: str) -> None:
+        """Record a pass that did not run because the endpoint was busy."""
+        async with self._sql(begin=True) as conn:
+            await conn.execute(
+                sync_runs.insert().values(
+                    run_id=run_id,
+                    endpoint=endpoint.value,
+                    command=command,
+                    outcome=Outcome.SKIPPED.value,
+                    finished_at=func.now(),
+                    error=reason,
+                )
+            )
+
+    @asynccontextmanager
+    async def _sql(self, *, begin: bool = False) -> AsyncIterator[Any]:
+        try:
+            if begin:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self.engine.connect() as conn:
+                    yield conn
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"database error: {reason(exc)}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("sqlalchemy"):
+                raise DatabaseError(f"database error: {reason(exc)}") from exc
+            raise
+
+
+__all__: Sequence[str] = ("Batch", "BatchCounts", "BatchWriter", "Outcome", "RawBatch", "Store")

@@ -1,0 +1,453 @@
+"""The raw fast path (CSV bytes COPied as they are, typed by the server) gives exactly what the
+typed path gives: the same rows, the same rejected rows with the same reasons, the same counts,
+the same mark — and both equal the simulator's truth, row by row."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import pytest
+
+import syncer.sync
+import syncer.writer
+from syncer.commands import sync_command
+from syncer.db import to_libpq_url
+from syncer.endpoints import Endpoint
+from syncer.fakeapi import FakeApi
+from syncer.rawcsv import BlockCutter, RawBlock, header_names, is_plain, raw_columns
+from syncer.store import Batch, BatchCounts, RawBatch, Store
+
+from .test_sync import last_runs, settings_for, sim_config
+from .truth import EVER, FAR, assert_equals_truth
+
+NOW = datetime.now(timezone.utc)
+
+
+class RawStats:
+    """How many blocks the raw path wrote, and how many fell back to the typed path."""
+
+    def __init__(self) -> None:
+        self.raw = 0
+        self.fallback = 0
+
+
+@pytest.fixture
+def stats(monkeypatch: pytest.MonkeyPatch) -> RawStats:
+    counted = RawStats()
+    original = syncer.writer.prepare_raw
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await original(*args, **kwargs)
+        except asyncpg.PostgresError:
+            counted.fallback += 1
+            raise
+        counted.raw += 1
+        return result
+
+    monkeypatch.setattr(syncer.writer, "prepare_raw", counting)
+    return counted
+
+
+def typed_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every window take the typed path, as a header with an unknown column does."""
+    monkeypatch.setattr(syncer.sync, "raw_columns", lambda endpoint, names: None)
+
+
+# --- cutting bytes into blocks -----------------------------------------------------------------
+
+
+def cut(data: bytes, sizes: list[int], target: int) -> tuple[bytes | None, list[bytes]]:
+    cutter = BlockCutter("/x", target)
+    blocks, pos = [], 0
+    for size in sizes:
+        blocks.extend(cutter.feed(data[pos : pos + size]))
+        pos += size
+    blocks.extend(cutter.feed(data[pos:]))
+    if (block := cutter.close()) is not None:
+        blocks.append(block)
+    return cutter.header, blocks
+
+
+def test_blocks_hold_whole_records_whatever_the_chunking() -> None:
+    header = b'a,"b\nb",c\r\n'
+    records = [
+        b'1,"x\ny",\xe6\x97\xa5\r\n',
+        b'2,"say ""hi""\n,",3\r\n',
+        b'3,,"\n\n"\r\n',
+        b"4,5,6",
+    ]
+    data = b"\xef\xbb\xbf" + header + b"".join(records)
+    rng = random.Random(3)
+    for _ in range(200):
+        sizes = [rng.randint(1, 9) for _ in range(rng.randint(0, 20))]
+        target = rng.choice([1, 5, 30, 1000])
+        got_header, blocks = cut(data, sizes, target)
+        assert got_header == header
+        assert b"".join(blocks) == b"".join(records)
+        for block in blocks:  # each block is whole records: an even number of quotes
+            assert block.count(b'"') % 2 == 0
+        if len(records) > 1 and target == 1:
+            assert len(blocks) > 1, "a big chunk is cut into blocks of about the target"
+    assert header_names(header) == ("a", "b\nb", "c")
+
+
+def test_a_stream_cut_inside_quotes_is_interrupted() -> None:
+    from syncer.errors import StreamInterrupted
+
+    cutter = BlockCutter("/x", 1)
+    cutter.feed(b'a,b\n1,"open')
+    with pytest.raises(StreamInterrupted):
+        cutter.close()
+
+
+def test_plain_csv_is_what_both_parsers_read_alike() -> None:
+    assert is_plain(b'a,"b,""c""\nd",\r\n,,\n')
+    assert is_plain(b"a,b\nc,d")  # the last record may lack its line end
+    assert not is_plain(b'a,b"c\n')  # a quote inside an unquoted field
+    assert not is_plain(b'a,"b"c\n')  # text after a closing quote
+    assert not is_plain(b'a,"b\n')  # an open quote
+    assert not is_plain(b"a,b\n\\.\nc,d\n")  # COPY's end-of-data marker
+    assert is_plain(b"a,b\\.c\n")
+
+
+def test_raw_columns_need_known_unique_names_and_the_required_ones() -> None:
+    names = tuple(c.name for c in Endpoint.COMMITS.columns)
+    assert raw_columns(Endpoint.COMMITS, names) == list(names)
+    assert raw_columns(Endpoint.COMMITS, names[::-1]) == list(names[::-1])
+    assert raw_columns(Endpoint.COMMITS, names[:-2] + names[-1:]) is not None  # no commit_ts
+    assert raw_columns(Endpoint.COMMITS, (*names, "agent_version")) is None
+    assert raw_columns(Endpoint.COMMITS, (*names, "message")) is None
+    assert raw_columns(Endpoint.COMMITS, names[1:]) is None  # no commit_hash
+
+
+# --- the whole engine, both paths, against the simulator ---------------------------------------
+
+CASES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "bom": {"bom": True},
+    "crlf": {"crlf": True},
+    "duplicates": {"duplicate_rate": 0.2},
+    "privacy": {"privacy_mode": "0.5"},
+    "permuted": {"permute_columns": True},
+}
+
+
+THREE_FILES = [
+    {"file_name": f"src/f{i}.py", "file_extension": "py", "lines_added": i, "lines_deleted": 0}
+    for i in range(3)
+]
+
+
+@pytest.mark.parametrize("path", ["raw", "typed"])
+@pytest.mark.parametrize("case", list(CASES))
+async def test_both_paths_equal_truth(
+    case: str, path: str, clean_db: str, stats: RawStats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "typed":
+        typed_only(monkeypatch)
+    async with FakeApi(sim_config(**CASES[case])) as sim:
+        settings = settings_for(sim, clean_db, SYNC_BATCH_ROWS=40)
+        data = sim.dataset
+        data.add(Endpoint.CHANGES, change_id="recent", files=THREE_FILES)
+        assert await sync_command(settings) == 0
+        await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)
+        await assert_equals_truth(clean_db, sim, Endpoint.CHANGES)
+        if path == "raw":
+            assert stats.raw > 2
+            assert stats.fallback == 0
+        else:
+            assert stats.raw == 0
+
+        # updated rows, a change re-served with fewer files, then nothing new at all
+        commit = max(data.truth(Endpoint.COMMITS, EVER, FAR), key=lambda r: r["created_at"])
+        data.update(Endpoint.COMMITS, commit["commit_hash"], message='new "text",\nhere')
+        data.update(Endpoint.CHANGES, "recent", files=THREE_FILES[:1])
+        assert await sync_command(settings) == 0
+        await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)
+        await assert_equals_truth(clean_db, sim, Endpoint.CHANGES)
+        runs = await last_runs(clean_db)
+        assert [(r["rows_inserted"], r["rows_updated"]) for r in runs[-2:]] == [(0, 1), (0, 1)]
+
+        assert await sync_command(settings) == 0
+        runs = await last_runs(clean_db)
+        assert [(r["rows_inserted"], r["rows_updated"]) for r in runs[-2:]] == [(0, 0), (0, 0)]
+        assert all(r["rows_unchanged"] > 0 for r in runs[-2:])
+
+
+async def test_rows_written_by_one_path_are_unchanged_for_the_other(
+    clean_db: str, stats: RawStats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeApi(sim_config(privacy_mode="0.3")) as sim:
+        settings = settings_for(sim, clean_db, SYNC_BATCH_ROWS=100)
+        with monkeypatch.context() as patch:
+            typed_only(patch)
+            assert await sync_command(settings) == 0
+        assert stats.raw == 0
+        conn = await asyncpg.connect(to_libpq_url(clean_db))
+        try:
+            before = await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1")
+            assert await sync_command(settings) == 0  # the raw path now
+            assert stats.raw > 0
+            after = await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1")
+        finally:
+            await conn.close()
+        assert before == after, "the two paths must agree on files_digest"
+        runs = await last_runs(clean_db)
+        assert [(r["rows_inserted"], r["rows_updated"]) for r in runs[-2:]] == [(0, 0), (0, 0)]
+
+
+async def test_malformed_rows_fall_back_and_only_they_are_quarantined(
+    clean_db: str, stats: RawStats
+) -> None:
+    async with FakeApi(sim_config(malformed_rate=0.05)) as sim:
+        assert await sync_command(settings_for(sim, clean_db, SYNC_BATCH_ROWS=50)) == 0
+        await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)
+        await assert_equals_truth(clean_db, sim, Endpoint.CHANGES)
+        assert stats.fallback > 0
+        conn = await asyncpg.connect(to_libpq_url(clean_db))
+        try:
+            for endpoint in Endpoint:
+                bad = sim.dataset.malformed_keys(endpoint, EVER, NOW + timedelta(days=1))
+                assert bad
+                rows = await conn.fetch(
+                    "SELECT raw, reason FROM rejected_rows WHERE endpoint = $1", endpoint.value
+                )
+                assert len(rows) == len(bad)
+                assert {k for k in bad if any(k in r["raw"] for r in rows)} == bad
+        finally:
+            await conn.close()
+
+
+async def test_an_unknown_column_reads_the_window_the_typed_way(
+    clean_db: str, stats: RawStats
+) -> None:
+    async with FakeApi(sim_config(extra_column="insert")) as sim:
+        assert await sync_command(settings_for(sim, clean_db)) == 0
+        await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)
+        await assert_equals_truth(clean_db, sim, Endpoint.CHANGES)
+        assert stats.raw == 0
+
+
+# --- crafted records: each one through both paths -------------------------------------------
+
+COMMIT_HEADER = ",".join(c.name for c in Endpoint.COMMITS.columns)
+GOOD_COMMIT = (
+    'h{n},u1,a@b.c,org/repo,main,{flag},{num},2,3,4,5,6,7,8,"msg, ""q""\n日本",{ts},{created}'
+)
+FLAGS = ["true", "false", "", '""', "yes", "no", "1", "t", "TRUE", " true", "True", "on"]
+NUMBERS = ["0", "-0", " 12", "+5", "007", "1_000", "12.0", "1e3", "9223372036854775807"]
+NUMBERS += ["9223372036854775808", "-9223372036854775808", "0x10", "١٢", "", "abc"]
+STAMPS = [
+    "2025-07-30T14:12:30Z",
+    "2025-07-30T14:12:30.123456Z",
+    "2025-07-30T14:12:30.1Z",
+    "2025-07-30T14:12:30.1234567Z",
+    "2025-07-30 14:12:30",
+    "2025-07-30T14:12",
+    "2025-07-30T14:12:30+05:30",
+    "2025-07-30T14:12:30-00:00",
+    "2025-07-30T14:12:30+0530",
+    "2025-07-30T14:12:30+05",
+    "2025-07-30",
+    "2025-07-30T24:00:00Z",
+    "2025-07-30T14:12:60Z",
+    "2025-02-30T14:12:30Z",
+    "0000-01-01T00:00:00Z",
+    "20250730T141230Z",
+    " 2025-07-30T14:12:30Z",
+    "yesterday",
+    "epoch",
+    "",
+]
+CREATED = "2025-07-31T00:00:00Z"
+
+
+def commit_records() -> list[str]:
+    records = []
+    n = 0
+
+    def add(flag: str = "true", num: str = "1", ts: str = "", created: str = CREATED) -> None:
+        nonlocal n
+        n += 1
+        records.append(GOOD_COMMIT.format(n=n, flag=flag, num=num, ts=ts, created=created))
+
+    for flag in FLAGS:
+        add(flag=flag)
+    for num in NUMBERS:
+        add(num=num)
+    for stamp in STAMPS:
+        add(ts=stamp)
+        add(created=stamp)
+    records.append(",u1,,,,true,1,2,3,4,5,6,7,8,no key," + CREATED)
+    records.append('"",u1,,,,true,1,2,3,4,5,6,7,8,quoted empty key,' + CREATED)
+    records.append("h-short,u1,,,true")
+    records.append("h-long,u1,,,,true,1,2,3,4,5,6,7,8,m,," + CREATED + ",x")
+    records.append("h-nul,u1,,,,true,1,2,3,4,5,6,7,8,a\x00b,," + CREATED)
+    records.append('h-quote,u1,,,,true,1,2,3,4,5,6,7,8,a"b"c,,' + CREATED)
+    return records
+
+
+#: A header without the optional commit_ts column, in another order: COPY leaves it NULL.
+SHORT_HEADER = "created_at,message,commit_hash,user_id,is_primary_branch,total_lines_added"
+
+
+def short_records() -> list[str]:
+    return [
+        f'{CREATED},"m, 1",s1,u1,true,1',
+        f"{CREATED},m2,s2,,,",
+        f"{CREATED},m3,s3,u3,yes,1",
+        "2025-07-31T01:00:00+01:00,m4,s4,u4,false,-7",
+        "bad,m5,s5,u5,true,1",
+    ]
+
+
+CHANGE_HEADER = ",".join(c.name for c in Endpoint.CHANGES.columns)
+METADATA = [
+    "",
+    "[]",
+    '[{"fileName":"a.py","fileExtension":"py","linesAdded":1,"linesDeleted":0}]',
+    '[{"fileName":"a.py"},{"fileExtension":"ts","linesAdded":-0}]',
+    '[{"fileName":null,"fileExtension":null,"linesAdded":null,"linesDeleted":null}]',
+    '[{"fileName":"a","x":1,"y":{"z":[1,"2",null]}}]',
+    '[{"fileName":"a","fileName":"b"}]',
+    '[{"fileName":"日本\\u00e9\\n"}]',
+    '[{"linesAdded":1e2}]',
+    '[{"linesAdded":12.0}]',
+    '[{"linesAdded":true}]',
+    '[{"linesAdded":"3"}]',
+    '[{"linesAdded":9223372036854775808}]',
+    '[{"fileName":5}]',
+    '[{"fileName":"a\\u0000b"}]',
+    "[1]",
+    '[{"fileName":"a"},[]]',
+    "{}",
+    "null",
+    '"[]"',
+    "[{broken",
+    " [] ",
+]
+
+
+def change_records() -> list[str]:
+    records = []
+    for n, metadata in enumerate(METADATA):
+        quoted = '"' + metadata.replace('"', '""') + '"' if metadata else ""
+        records.append(f"c{n},u1,a@b.c,TAB,gpt,1,2,{CREATED},{quoted}")
+    records.append(f"c-dup,u1,,TAB,,1,2,{CREATED},[]")
+    records.append('c-dup,u2,,TAB,,1,2,2025-08-01T00:00:00Z,"[{""fileName"":""z""}]"')
+    records.append(f"c-bad-bool,u1,,TAB,,x,2,{CREATED},")
+    return records
+
+
+async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
+    return {
+        "commits": await conn.fetch(
+            "SELECT commit_hash, user_id, user_email, repo_name, branch_name, is_primary_branch, "
+            "total_lines_added, total_lines_deleted, message, commit_ts, created_at, "
+            "extra::text FROM ai_commits ORDER BY 1"
+        ),
+        "changes": await conn.fetch(
+            "SELECT change_id, user_id, model, total_lines_added, created_at, extra::text, "
+            "files_digest FROM ai_code_changes ORDER BY 1"
+        ),
+        "files": await conn.fetch(
+            "SELECT change_id, file_index, file_name, file_extension, lines_added, "
+            "lines_deleted, extra::text FROM ai_code_change_files ORDER BY 1, 2"
+        ),
+        "rejected": await conn.fetch(
+            "SELECT endpoint, raw, reason FROM rejected_rows ORDER BY 1, 2, 3"
+        ),
+    }
+
+
+Write = Callable[[Endpoint, RawBlock], Awaitable[tuple[BatchCounts, datetime | None]]]
+
+
+async def write_each(
+    store: Store, endpoint: Endpoint, header: str, records: list[str], raw: bool
+) -> list[tuple[BatchCounts, datetime | None]]:
+    """Each record as a block of its own, then all of them as one block."""
+    head = (header + "\n").encode()
+    blocks = [(record + "\n").encode() for record in records]
+    blocks.append(b"".join(blocks))
+    results = []
+    async with store.writer() as writer:
+        for data in blocks:
+            block = RawBlock(head, header_names(head), data)
+            columns = raw_columns(endpoint, block.names)
+            if raw and columns is not None and is_plain(data):
+                results.append(
+                    await writer.write_raw(
+                        RawBatch(endpoint, columns, block), run_id="r", advance=True
+                    )
+                )
+            else:
+                batch = Batch.parse(endpoint, block)
+                counts = await writer.write(batch, run_id="r", mark=batch.newest)
+                results.append((counts, batch.newest))
+    return results
+
+
+@pytest.fixture
+async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(to_libpq_url(clean_db))
+    yield c
+    await c.close()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "header", "records"),
+    [
+        (Endpoint.COMMITS, COMMIT_HEADER, commit_records()),
+        (Endpoint.CHANGES, CHANGE_HEADER, change_records()),
+        (Endpoint.COMMITS, SHORT_HEADER, short_records()),
+    ],
+    ids=["commits", "changes", "fewer-columns"],
+)
+async def test_crafted_records_give_the_same_result_on_both_paths(
+    endpoint: Endpoint,
+    header: str,
+    records: list[str],
+    clean_db: str,
+    conn: asyncpg.Connection,
+    stats: RawStats,
+) -> None:
+    results: dict[bool, Any] = {}
+    for raw in (True, False):
+        await conn.execute(
+            "TRUNCATE ai_code_change_files, ai_code_changes, ai_commits, rejected_rows, "
+            "sync_state CASCADE"
+        )
+        async with Store.connect(clean_db) as store:
+            written = await write_each(store, endpoint, header, records, raw)
+        mark = await conn.fetchval("SELECT high_water_mark FROM sync_state")
+        results[raw] = (written, mark, await snapshot(conn))
+    assert stats.raw > 0
+    assert stats.fallback > 0
+    raw_written, raw_mark, raw_db = results[True]
+    typed_written, typed_mark, typed_db = results[False]
+    for name in raw_db:
+        assert raw_db[name] == typed_db[name], name
+    assert raw_written == typed_written
+    assert raw_mark == typed_mark
+    assert typed_db["rejected"], "some crafted records must be rejected"
+    good = typed_db["commits" if endpoint is Endpoint.COMMITS else "changes"]
+    assert len(good) > 2, "and some must load"
+
+
+async def test_booleans_other_than_true_false_are_rejected_alike(
+    clean_db: str, conn: asyncpg.Connection
+) -> None:
+    records = [GOOD_COMMIT.format(n=1, flag="yes", num=1, ts="", created=CREATED)]
+    records.append(GOOD_COMMIT.format(n=2, flag="false", num=1, ts="", created=CREATED))
+    async with Store.connect(clean_db) as store:
+        await write_each(store, Endpoint.COMMITS, COMMIT_HEADER, records, raw=True)
+    rows = await conn.fetch("SELECT commit_hash, is_primary_branch FROM ai_commits")
+    assert [tuple(r) for r in rows] == [("h2", False)]
+    reasons = await conn.fetch("SELECT reason FROM rejected_rows")
+    assert [r["reason"] for r in reasons] == ["is_primary_branch: 'yes' is not true or false"]

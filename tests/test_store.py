@@ -1,0 +1,181 @@
+"""The store's guarantees: set-based upserts that compare before updating, files replaced as a
+set, bad rows quarantined with their text, and a high-water mark that never moves back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+
+from syncer.db import to_libpq_url
+from syncer.endpoints import Endpoint
+from syncer.rows import Rejected
+from syncer.store import Batch, Store
+
+T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
+
+
+def commit(hash_: str, added: int = 10, *, extra: dict[str, str | None] | None = None) -> tuple:
+    return (
+        hash_,
+        "user_1",
+        "dev@example.com",
+        "company/repo",
+        "main",
+        True,
+        added,
+        2,
+        5,
+        1,
+        3,
+        0,
+        2,
+        1,
+        'Fix "quoted", comma\nand 日本語',
+        T0 - timedelta(seconds=30),
+        T0,
+        extra,
+    )
+
+
+def change(change_id: str, files: tuple, *, model: str | None = "gpt-4o") -> tuple:
+    return (change_id, "user_1", "dev@example.com", "COMPOSER", model, 18, 4, T0, files, None)
+
+
+FILES = (
+    ("src/a.ts", "ts", 12, 3, None),
+    ("src/b.tsx", "tsx", 6, 1, None),
+    (None, "py", 1, 0, {"newKey": 1}),
+)
+
+
+def batch(endpoint: Endpoint, *rows: tuple, rejected: tuple[Rejected, ...] = ()) -> Batch:
+    return Batch(endpoint, {row[0]: row for row in rows}, list(rejected))
+
+
+@pytest.fixture
+async def store(clean_db: str) -> AsyncIterator[Store]:
+    async with Store.connect(clean_db) as s:
+        yield s
+
+
+@pytest.fixture
+async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(to_libpq_url(clean_db))
+    yield c
+    await c.close()
+
+
+async def test_insert_then_unchanged_then_update(store: Store, conn: asyncpg.Connection) -> None:
+    first = await store.write_batch(batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    before = await conn.fetch("SELECT commit_hash, xmin::text FROM ai_commits ORDER BY 1")
+
+    again = await store.write_batch(batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    after = await conn.fetch("SELECT commit_hash, xmin::text FROM ai_commits ORDER BY 1")
+    assert before == after, "unchanged rows must not be rewritten"
+
+    changed = await store.write_batch(batch(Endpoint.COMMITS, commit("a", added=99)), run_id="r")
+    assert (changed.inserted, changed.updated, changed.unchanged) == (0, 1, 0)
+    row = await conn.fetchrow("SELECT * FROM ai_commits WHERE commit_hash = 'a'")
+    assert row["total_lines_added"] == 99
+    assert row["message"] == 'Fix "quoted", comma\nand 日本語'
+    assert row["created_at"] == T0
+    assert row["extra"] is None
+
+
+async def test_unknown_columns_kept_in_extra(store: Store, conn: asyncpg.Connection) -> None:
+    await store.write_batch(
+        batch(Endpoint.COMMITS, commit("x", extra={"agent_version": "1.2", "empty": None})),
+        run_id="r",
+    )
+    extra = await conn.fetchval("SELECT extra::text FROM ai_commits WHERE commit_hash = 'x'")
+    assert extra == '{"empty": null, "agent_version": "1.2"}'
+
+
+async def test_change_files_replaced_as_a_set(store: Store, conn: asyncpg.Connection) -> None:
+    counts = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
+    assert counts.inserted == 1
+    rows = await conn.fetch(
+        "SELECT file_index, file_name, file_extension, lines_added, lines_deleted, extra::text "
+        "FROM ai_code_change_files WHERE change_id = 'c1' ORDER BY file_index"
+    )
+    assert [tuple(r) for r in rows] == [
+        (0, "src/a.ts", "ts", 12, 3, None),
+        (1, "src/b.tsx", "tsx", 6, 1, None),
+        (2, None, "py", 1, 0, '{"newKey": 1}'),
+    ]
+    ctids = await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1")
+
+    same = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
+    assert same.unchanged == 1
+    assert await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1") == ctids
+
+    fewer = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES[:1])), run_id="r")
+    assert fewer.updated == 1
+    names = await conn.fetch("SELECT file_name FROM ai_code_change_files WHERE change_id = 'c1'")
+    assert [r["file_name"] for r in names] == ["src/a.ts"]
+
+    model_only = await store.write_batch(
+        batch(Endpoint.CHANGES, change("c1", FILES[:1], model=None)), run_id="r"
+    )
+    assert model_only.updated == 1
+    assert await conn.fetchval("SELECT count(*) FROM ai_code_change_files") == 1
+    assert await conn.fetchval("SELECT model FROM ai_code_changes") is None
+
+
+async def test_rejected_rows_are_quarantined_once(store: Store, conn: asyncpg.Connection) -> None:
+    bad = Rejected(raw="x,y,not-a-number", reason="total_lines_added: 'not-a-number'", line=7)
+    for _ in range(2):
+        counts = await store.write_batch(
+            batch(Endpoint.COMMITS, commit("good"), rejected=(bad,)), run_id="r"
+        )
+        assert counts.rejected == 1
+    rows = await conn.fetch("SELECT endpoint, raw, reason, times_seen FROM rejected_rows")
+    assert [tuple(r) for r in rows] == [("commits", bad.raw, bad.reason, 2)]
+    assert await conn.fetchval("SELECT count(*) FROM ai_commits") == 1
+
+
+async def test_mark_moves_only_forward(store: Store) -> None:
+    empty = Batch(Endpoint.COMMITS)
+    assert await store.high_water_mark(Endpoint.COMMITS) is None
+    await store.write_batch(empty, run_id="r", mark=T0)
+    assert await store.high_water_mark(Endpoint.COMMITS) == T0
+    await store.write_batch(empty, run_id="r", mark=T0 - timedelta(days=1))
+    assert await store.high_water_mark(Endpoint.COMMITS) == T0
+    await store.write_batch(empty, run_id="r", mark=T0 + timedelta(seconds=1))
+    assert await store.high_water_mark(Endpoint.COMMITS) == T0 + timedelta(seconds=1)
+    assert await store.high_water_mark(Endpoint.CHANGES) is None
+
+
+async def test_failed_batch_rolls_back_with_its_mark(
+    store: Store, conn: asyncpg.Connection
+) -> None:
+    from syncer.errors import DatabaseError
+
+    poisoned = commit("p")[:-2] + (None, None)  # created_at NULL violates NOT NULL
+    with pytest.raises(DatabaseError, match="writing a batch failed"):
+        await store.write_batch(
+            batch(Endpoint.COMMITS, commit("ok"), poisoned), run_id="r", mark=T0
+        )
+    assert await conn.fetchval("SELECT count(*) FROM ai_commits") == 0
+    assert await store.high_water_mark(Endpoint.COMMITS) is None
+
+
+async def test_one_writer_per_endpoint(store: Store) -> None:
+    from syncer.errors import EndpointBusy
+
+    async with store.endpoint_lock(Endpoint.COMMITS, wait=False):
+        async with Store.connect(
+            str(store.engine.url.render_as_string(hide_password=False))
+        ) as other:
+            with pytest.raises(EndpointBusy, match="commits: another syncer process"):
+                async with other.endpoint_lock(Endpoint.COMMITS, wait=False):
+                    pass
+            async with other.endpoint_lock(Endpoint.CHANGES, wait=False):
+                pass
+    async with store.endpoint_lock(Endpoint.COMMITS, wait=False):
+        pass
