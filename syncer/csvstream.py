@@ -24,7 +24,8 @@ from typing import Any
 import structlog
 
 from syncer.endpoints import Column, Endpoint, Kind
-from syncer.errors import DataError, StreamInterrupted
+from syncer.errors import DataError
+from syncer.rawcsv import MAX_RECORD_SIZE, RESYNC_SIZE, first_line_end, record_end, records_end
 from syncer.rows import (
     Rejected,
     Row,
@@ -49,6 +50,8 @@ class CsvParser:
         self._pending: list[str] = []  # text after the last complete record
         self._pending_odd = False  # whether that text holds an odd number of quotes
         self._pending_dirty = False  # whether that text holds NUL or escaped non-UTF-8 bytes
+        self._pending_size = 0  # characters of pending text
+        self._resync_at = RESYNC_SIZE  # pending size at which an odd count is checked exactly
         self._records = 0  # records read so far, the header included
         self._width = 0
         self._convert: Convert | None = None
@@ -62,29 +65,91 @@ class CsvParser:
         if cut < 0:
             if text:
                 self._pending.append(text)
+                self._pending_size += len(text)
                 self._pending_odd ^= bool(text.count('"') & 1)
                 self._pending_dirty |= dirty
+                if self._pending_odd and self._pending_size >= self._resync_at:
+                    return self._resync()
             return []
         block = "".join((*self._pending, text[:cut])) if self._pending else text[:cut]
         dirty |= self._pending_dirty
-        rest = text[cut:]
-        self._pending = [rest] if rest else []
-        self._pending_odd = bool(rest.count('"') & 1)
-        self._pending_dirty = dirty and bool(rest)
+        self._keep(text[cut:], dirty and cut < len(text))
         return self._read(block, dirty)
 
     def close(self) -> list[Row | Rejected]:
-        """End of stream: return the last record if it lacked a newline; raise if it was cut."""
+        """End of stream: return the last records, the final one may lack its newline.
+
+        A quoted field still open here was never closed by the server (a cut stream fails in
+        the client before this, so this end is the real one): its first line is quarantined
+        and what follows it is read as records.
+        """
         last, dirty = self._decode(b"", final=True)
         text = "".join((*self._pending, last))
         dirty |= self._pending_dirty
-        self._pending = []
-        if text.count('"') & 1:
-            raise StreamInterrupted(
-                f"{self.endpoint.csv_path}: the stream ended inside a quoted field "
-                f"(record {self._records + 1})"
-            )
-        return self._read(text, dirty) if text else []
+        self._keep("", False)
+        if not text:
+            return []
+        if not (text.count('"') & 1) and not self._boundary_lies(text):
+            return self._read(text, dirty)
+        out: list[Row | Rejected] = []
+        whole = text if text.endswith("\n") else text + "\n"
+        start = 0
+        while start < len(text):
+            end = records_end(whole, start)
+            if end > start:
+                out += self._read(text[start:end], dirty)
+            if end >= len(text):
+                break
+            start = first_line_end(text, end)
+            out.append(self._unterminated(text[end:start]))
+        return out
+
+    def _keep(self, rest: str, dirty: bool) -> None:
+        """Make `rest`, which starts at a record boundary, the pending text."""
+        self._pending = [rest] if rest else []
+        self._pending_size = len(rest)
+        self._pending_odd = bool(rest.count('"') & 1)
+        self._pending_dirty = dirty
+        self._resync_at = RESYNC_SIZE
+
+    def _resync(self) -> list[Row | Rejected]:
+        """Pending text with an odd quote count has grown: find its records the exact way.
+
+        Either a stray quote fooled the count (the records before it are whole), or a quoted
+        field is open: a long one is waited for up to `MAX_RECORD_SIZE`, then its first line
+        is quarantined as an unterminated quote.
+        """
+        text, dirty = "".join(self._pending), self._pending_dirty
+        out: list[Row | Rejected] = []
+        start = 0
+        while True:
+            end = records_end(text, start)
+            if end > start:
+                out += self._read(text[start:end], dirty)
+                start = end
+            if len(text) - start < MAX_RECORD_SIZE:
+                break
+            start = first_line_end(text, start)
+            out.append(self._unterminated(text[end:start]))
+        self._keep(text[start:], dirty)
+        if self._pending_odd:  # a long quoted field: look again once it has doubled
+            self._resync_at = min(max(RESYNC_SIZE, 2 * self._pending_size), MAX_RECORD_SIZE)
+        return out
+
+    def _boundary_lies(self, text: str) -> bool:
+        """Whether the quote count misplaced a record boundary in `text` (stray quotes)."""
+        if '"' not in text:
+            return False
+        whole = text if text.endswith("\n") else text + "\n"
+        return records_end(whole) < len(whole)
+
+    def _unterminated(self, line: str) -> Rejected:
+        """The first line of a record whose quoted field never closes, for the quarantine."""
+        self._records += 1
+        log.warning("unterminated quoted field quarantined", endpoint=self.endpoint.value,
+                    record=self._records)  # fmt: skip
+        return Rejected(line.rstrip("\r\n"), "malformed CSV: unterminated quoted field",
+                        self._records)  # fmt: skip
 
     def _decode(self, chunk: bytes, final: bool = False) -> tuple[str, bool]:
         """Decode strictly (fast); on bad UTF-8, escape the bad bytes and say the text is dirty.
@@ -104,7 +169,7 @@ class CsvParser:
     def _last_boundary(self, text: str) -> int:
         """Index just past the last newline of `text` outside quotes, or -1."""
         pos = text.rfind("\n")
-        if pos < 0:
+        if pos < 0 or (self._pending_odd and '"' not in text):  # still inside a quoted field
             return -1
         odd = self._pending_odd ^ bool(text.count('"', 0, pos) & 1)
         while odd:
@@ -144,6 +209,7 @@ class CsvParser:
         append = out.append
         first = self._records + 1
         line = first - 1
+        fields: list[str] = []
         try:
             for line, fields in enumerate(csv.reader(_lines(block)), first):  # noqa: B007
                 try:
@@ -153,8 +219,21 @@ class CsvParser:
                         append(checked)
         except csv.Error:
             return self._read_one_by_one(block, first)
+        if fields and fields[-1].endswith("\n") and self._boundary_lies(block):
+            return self._reread(block, first, dirty)
         self._records = line
         return out
+
+    def _reread(self, block: str, first: int, dirty: bool) -> list[Row | Rejected]:
+        """The quote count cut `block` inside a quoted field (a stray quote came before it).
+
+        Read its whole records again and put the open one back in front of the pending text.
+        """
+        end = records_end(block)
+        rest = block[end:] + "".join(self._pending)
+        self._keep(rest, dirty or self._pending_dirty)
+        self._records = first - 1
+        return self._read_body(block[:end], dirty) if end else []
 
     def _read_one_by_one(self, block: str, first: int) -> list[Row | Rejected]:
         """Slow path for a block the csv module refused: each record on its own."""
@@ -270,18 +349,13 @@ def _split_first_record(text: str) -> tuple[str, str]:
 
 
 def _split_records(text: str, limit: int = -1) -> list[str]:
-    """The records of `text` (at most `limit`), each with its newline, cut outside quotes."""
+    """The records of `text` (at most `limit`), each with its newline, as `csv` reads them."""
     records: list[str] = []
-    start = pos = 0
-    odd = False
-    while len(records) != limit and (newline := text.find("\n", pos)) >= 0:
-        odd ^= bool(text.count('"', pos, newline) & 1)
-        pos = newline + 1
-        if not odd:
-            records.append(text[start:pos])
-            start = pos
-    if len(records) != limit and start < len(text):
-        records.append(text[start:])
+    start = 0
+    while len(records) != limit and start < len(text):
+        end = record_end(text, start)
+        records.append(text[start:end])
+        start = end
     return records
 
 

@@ -16,15 +16,54 @@ import io
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import AnyStr
 
 from syncer.endpoints import Endpoint
-from syncer.errors import StreamInterrupted
 
 BOM = b"\xef\xbb\xbf"
 _FIELD = rb'(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n]*+)'
 _PLAIN = re.compile(rb"(?:" + _FIELD + rb"(?:," + _FIELD + rb")*+(?:\r?\n|\Z))*+")
 #: A line `\.` ends COPY's input early; such a block goes the typed way.
 _END_MARKER = re.compile(rb"(?:^|\n)\\\.\r?(?:\n|\Z)")
+
+#: Whole records as Python's `csv` module reads them (its default dialect, strict=False): a
+#: quote opens a quoted field only at the start of a field, and is an ordinary character
+#: anywhere else. Counting quotes finds record boundaries fast but is fooled by such a stray
+#: quote; this grammar is the exact answer, used where the count and the data disagree.
+_LENIENT_FIELD = r'(?:"[^"]*+(?:""[^"]*+)*+"[^,\n]*+|[^",\n][^,\n]*+|)'
+_LENIENT_RECORDS = r"(?:" + _LENIENT_FIELD + r"(?:," + _LENIENT_FIELD + r")*+\n)*+"
+_RECORD_TEXT = re.compile(_LENIENT_FIELD + r"(?:," + _LENIENT_FIELD + r")*+\n")
+_RECORDS_TEXT = re.compile(_LENIENT_RECORDS)
+_RECORDS_BYTES = re.compile(_LENIENT_RECORDS.encode())
+
+#: Pending bytes (or characters) whose quote count is odd are checked with the exact grammar
+#: once they reach this size: a stray quote must not hold the rest of a stream in memory.
+RESYNC_SIZE = 1 << 20
+#: The largest record accepted. A quoted field still open after this much text is taken for
+#: an unterminated quote: its first line is quarantined and reading resumes after it.
+MAX_RECORD_SIZE = 16 << 20
+
+
+def records_end(data: AnyStr, start: int = 0, end: int | None = None) -> int:
+    """Index just past the last whole record of `data[start:end]`, read as Python's `csv` does.
+
+    `start` must be a record boundary. Returns `start` when not even one record is whole.
+    """
+    pattern = _RECORDS_TEXT if isinstance(data, str) else _RECORDS_BYTES
+    found = pattern.match(data, start, len(data) if end is None else end)
+    return start if found is None else found.end()
+
+
+def record_end(text: str, start: int = 0) -> int:
+    """Index just past the record starting at `start`; the end of `text` if it does not end."""
+    found = _RECORD_TEXT.match(text, start)
+    return len(text) if found is None else found.end()
+
+
+def first_line_end(data: AnyStr, start: int = 0) -> int:
+    """Index just past the first line end at or after `start`, or the end of `data`."""
+    newline = data.find("\n" if isinstance(data, str) else b"\n", start)
+    return len(data) if newline < 0 else newline + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +73,7 @@ class RawBlock:
     header: bytes  #: the header record, with its line end, without a BOM
     names: tuple[str, ...]  #: the header's column names as the typed parser reads them
     data: bytes  #: whole records; the last one may lack its line end (end of stream)
+    plain: bool  #: `is_plain(data)`: PostgreSQL may parse it as it is
 
 
 def header_names(header: bytes) -> tuple[str, ...]:
@@ -68,7 +108,12 @@ def is_plain(data: bytes) -> bool:
 
 
 class BlockCutter:
-    """Fed response bytes, returns blocks of complete records of at least `target` bytes."""
+    """Fed response bytes, returns blocks of complete records of at least `target` bytes.
+
+    Each block comes with whether it `is_plain`. Boundaries are found by counting quotes;
+    where a block is not plain a stray quote may have misled the count, so its end is checked
+    with the exact grammar and moved back to a real record boundary if needed.
+    """
 
     def __init__(self, path: str, target: int) -> None:
         self._path = path
@@ -76,45 +121,91 @@ class BlockCutter:
         self._pending: list[bytes] = []
         self._size = 0
         self._odd = False  # whether the pending bytes hold an odd number of quotes
+        self._resync_at = RESYNC_SIZE  # pending size at which an odd count is checked exactly
+        self._searched = 0  # pending bytes searched for a boundary in vain (all odd newlines)
         self._started = False
         self.header: bytes | None = None
         self.names: tuple[str, ...] = ()
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
         """Take the next chunk; the blocks (about `target` bytes each) it completed."""
+        quotes = chunk.count(b'"')
+        # a quoted field open over all the searched bytes runs on through a chunk with no quote
+        open_field = self._searched == self._size and self._odd and not quotes
         self._pending.append(chunk)
         self._size += len(chunk)
-        self._odd ^= bool(chunk.count(b'"') & 1)
+        self._odd ^= bool(quotes & 1)
         if self.header is None:
             self._take_header()
             if self.header is None:
                 return []
-        if self._size < self._target:
+        resync_due = self._odd and self._size >= self._resync_at
+        if (open_field or self._size < self._target) and not resync_due:
             return []
         data = b"".join(self._pending)
-        blocks = []
-        start = 0
+        blocks: list[tuple[bytes, bool]] = []
+        start, searched = 0, self._searched
+        self._searched = 0
         while len(data) - start >= self._target:
-            end = _boundary_after(data, start, start + self._target - 1)
+            end = _boundary_after(data, start, max(start + self._target - 1, searched))
             if end < 0:
+                self._searched = len(data) - start
                 break
-            blocks.append(data[start:end])
+            plain = is_plain(data[start:end])
+            if not plain:
+                if (exact := _exact_end(data, start, end)) < 0:
+                    break
+                if exact != end:
+                    end, plain = exact, is_plain(data[start:exact])
+            blocks.append((data[start:end], plain))
             start = end
-        rest = data[start:]
-        self._pending = [rest] if rest else []
-        self._size = len(rest)
-        self._odd = bool(rest.count(b'"') & 1)
+        resync = len(data) - start >= self._resync_at and bool(data.count(b'"', start) & 1)
+        if resync:
+            start = self._resync(data, start, blocks)
+            self._searched = len(data) - start  # what is left is one record, open to the end
+        self._keep(data[start:], resync)
         return blocks
 
-    def close(self) -> bytes | None:
-        """End of stream: the last records (the final one may lack its line end)."""
-        if self._odd:
-            raise StreamInterrupted(f"{self._path}: the stream ended inside a quoted field")
+    def close(self) -> tuple[bytes, bool] | None:
+        """End of stream: the last records (the final one may lack its line end).
+
+        A quoted field still open at the end is left in the data; the typed reader
+        quarantines it (see `CsvParser.close`).
+        """
         if self.header is None:
             self._take_header(final=True)
         data = b"".join(self._pending)
         self._pending, self._size = [], 0
-        return data or None
+        return (data, is_plain(data)) if data else None
+
+    def _keep(self, rest: bytes, resynced: bool) -> None:
+        """Make `rest`, which starts at a record boundary, the pending bytes."""
+        self._pending = [rest] if rest else []
+        self._size = len(rest)
+        self._odd = bool(rest.count(b'"') & 1)
+        if not self._odd:
+            self._resync_at = RESYNC_SIZE
+        elif resynced:  # a long quoted field is open: look again once it has doubled
+            self._resync_at = min(max(RESYNC_SIZE, 2 * len(rest)), MAX_RECORD_SIZE)
+
+    def _resync(self, data: bytes, start: int, blocks: list[tuple[bytes, bool]]) -> int:
+        """An odd count over many bytes: cut whole records the exact way; returns the rest's start.
+
+        Either a stray quote misled the count (the records up to here are whole) or a quoted
+        field is open: a long one is waited for up to `MAX_RECORD_SIZE`, then its first line
+        goes out as a block of its own, for the typed reader to quarantine.
+        """
+        while True:
+            end = records_end(data, start)
+            if end > start:
+                blocks.append((data[start:end], is_plain(data[start:end])))
+                start = end
+            if len(data) - start < MAX_RECORD_SIZE:
+                break
+            end = first_line_end(data, start)
+            blocks.append((data[start:end], False))  # an open quote is never plain
+            start = end
+        return start
 
     def _take_header(self, final: bool = False) -> None:
         data = b"".join(self._pending)
@@ -142,21 +233,36 @@ class BlockCutter:
         self._odd = bool(rest.count(b'"') & 1)
 
 
+def _exact_end(data: bytes, start: int, end: int) -> int:
+    """The real end of a block the quote count ended at `end`, or -1 if its last record is open.
+
+    Only blocks that are not plain need this: in plain CSV every quote is a field's.
+    """
+    exact = records_end(data, start, end)
+    if exact > start:
+        return exact
+    exact = records_end(data, start)  # the first record is longer than the count said
+    return exact if exact > start else -1
+
+
 def _boundary_after(data: bytes, start: int, pos: int) -> int:
     """Index just past the first newline at or after `pos` outside quotes, or -1.
 
-    `start` is a record boundary: quote parity is counted from there.
+    `start` is a record boundary: quote parity is counted from there. Inside a quoted field
+    only the next quote can end it, so the search jumps from quote to quote, not line to line.
     """
     newline = data.find(b"\n", pos)
     if newline < 0:
         return -1
     odd = bool(data.count(b'"', start, newline) & 1)
     while odd:
-        following = data.find(b"\n", newline + 1)
-        if following < 0:
+        closing = data.find(b'"', newline)
+        if closing < 0:
             return -1
-        odd ^= bool(data.count(b'"', newline, following) & 1)
-        newline = following
+        newline = data.find(b"\n", closing)
+        if newline < 0:
+            return -1
+        odd = bool(data.count(b'"', closing + 1, newline) & 1)
     return newline + 1
 
 
@@ -166,9 +272,9 @@ async def cut_blocks(
     """Blocks of complete records of a response, each with the response's header."""
     cutter = BlockCutter(path, target)
     async for chunk in chunks:
-        for data in cutter.feed(chunk):
+        for data, plain in cutter.feed(chunk):
             assert cutter.header is not None
-            yield RawBlock(cutter.header, cutter.names, data)
+            yield RawBlock(cutter.header, cutter.names, data, plain)
     last = cutter.close()
     if last is not None and cutter.header is not None:
-        yield RawBlock(cutter.header, cutter.names, last)
+        yield RawBlock(cutter.header, cutter.names, *last)

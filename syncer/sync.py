@@ -35,7 +35,7 @@ from syncer.errors import (
     StreamInterrupted,
     SyncerError,
 )
-from syncer.rawcsv import is_plain, raw_columns
+from syncer.rawcsv import raw_columns
 from syncer.store import Batch, BatchCounts, Outcome, RawBatch, Store
 from syncer.timespec import isoformat_z, parse_spec
 
@@ -256,7 +256,7 @@ class Pass:
                         header = block.header
                         columns = raw_columns(endpoint, block.names) if self.raw else None
                     item: Batch | RawBatch
-                    if columns is not None and is_plain(block.data):
+                    if columns is not None and block.plain:
                         item = RawBatch(endpoint, columns, block)
                     else:
                         item = Batch.parse(endpoint, block)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from syncer.csvstream import CsvParser, _warn_unknown_column, parse_batches, parse_stream
 from syncer.endpoints import Column, Endpoint, Kind
-from syncer.errors import DataError, StreamInterrupted
+from syncer.errors import DataError
+from syncer.rawcsv import MAX_RECORD_SIZE, RESYNC_SIZE
 from syncer.rows import BIGINT_MAX, BIGINT_MIN, Rejected, Row, json_row, row_as_dict
 from syncer.timespec import isoformat_z
 
@@ -150,13 +151,100 @@ def test_a_record_is_yielded_only_once_its_newline_arrived() -> None:
     assert parser.close() == []
 
 
-def test_stream_cut_inside_a_quoted_field_raises() -> None:
+def test_a_quoted_field_open_at_the_end_of_the_stream_is_quarantined() -> None:
+    # The client raises StreamInterrupted for a cut connection before the parser's close, so
+    # an open quote here is what the server sent: retrying would fail the same way forever.
     data = COMMITS_CSV.encode()
     cut = data.index("改行".encode())
     parser = CsvParser(Endpoint.COMMITS)
     assert parser.feed(data[:cut]) == [COMMIT_ROWS[0]]
-    with pytest.raises(StreamInterrupted, match="inside a quoted field"):
-        parser.close()
+    rejected = parser.close()
+    assert rejected == [
+        Rejected(data[data.index(b"e5f6g7h8") : cut].decode(), "malformed CSV: unterminated "
+                 "quoted field", 3),
+    ]  # fmt: skip
+
+
+PLAIN_LINE = (  # no quote anywhere: nothing in it can close a quoted field left open before it
+    "p1,user_p,p@company.com,company/repo,main,true,1,2,3,4,5,6,7,8,msg,"
+    "2025-07-30T14:00:00.000Z,2025-07-30T14:00:01.000Z\n"
+)
+PLAIN_ROW = CsvParser(Endpoint.COMMITS).feed((COMMIT_HEADER + "\n" + PLAIN_LINE).encode())[0]
+#: a quote in the middle of an unquoted field: `csv` reads it as a character
+STRAY = 'zz99,user_z,z@company.com,,,,8"5,15,30,5,25,3,,,,,2025-07-30T13:00:00.000Z\n'
+#: a quote opening the field that never closes
+UNTERMINATED = 'zz99,user_z,z@company.com,,,,"85,15,30,5,25,3,,,,,2025-07-30T13:00:00.000Z\n'
+
+
+def read_all(text: str, size: int) -> list[Row | Rejected]:
+    data = text.encode()
+    parser = CsvParser(Endpoint.COMMITS)
+    got = [row for i in range(0, len(data), size) for row in parser.feed(data[i : i + size])]
+    return got + parser.close()
+
+
+def test_an_unterminated_quote_quarantines_its_line_and_the_records_after_it_load() -> None:
+    text = COMMIT_HEADER + "\n" + UNTERMINATED + PLAIN_LINE * 3
+    for size in (1, 7, 4096):
+        assert read_all(text, size) == [
+            Rejected(UNTERMINATED.rstrip("\n"), "malformed CSV: unterminated quoted field", 2),
+            PLAIN_ROW, PLAIN_ROW, PLAIN_ROW,
+        ], size  # fmt: skip
+
+
+def test_a_stray_quote_in_an_unquoted_field_is_one_bad_value_not_a_cut_stream() -> None:
+    # Counting quotes would say every newline after the stray one is inside a field.
+    lines = COMMITS_CSV.splitlines(keepends=True)
+    text = "".join([lines[0], lines[1], STRAY, *lines[2:]])
+    count = Endpoint.COMMITS.columns[6].name
+    for size in (1, 5, 64, 100_000):
+        got = read_all(text, size)
+        assert [got[0], got[2:]] == [COMMIT_ROWS[0], [COMMIT_ROWS[1]]], size
+        bad = got[1]
+        assert isinstance(bad, Rejected)
+        assert (bad.line, bad.reason.split(":")[0]) == (3, count)
+        assert next(csv.reader([bad.raw])) == next(csv.reader([STRAY])), "the same fields"
+
+
+def test_a_stray_quote_before_a_multiline_field_does_not_move_the_next_boundary() -> None:
+    # After a stray quote the count is off by one, so the newline inside the next quoted
+    # field looks like a record boundary; the exact grammar catches it.
+    text = COMMIT_HEADER + "\n" + STRAY + COMMIT_LINES[1] + "\n" + COMMIT_LINES[0] + "\n"
+    for size in (3, 40, 100_000):
+        got = read_all(text, size)
+        assert got[1:] == [COMMIT_ROWS[1], COMMIT_ROWS[0]], size
+        assert isinstance(got[0], Rejected)
+        assert got[0].line == 2
+
+
+def test_a_stray_quote_does_not_hold_the_rest_of_the_stream_in_memory() -> None:
+    parser = CsvParser(Endpoint.COMMITS)
+    got = parser.feed((COMMIT_HEADER + "\n" + STRAY).encode())
+    body = (COMMIT_LINES[0] + "\n").encode() * 100
+    fed = 0
+    while fed < 3 * RESYNC_SIZE:
+        got += parser.feed(body)
+        fed += len(body)
+        assert parser._pending_size < RESYNC_SIZE + len(body)
+    got += parser.close()
+    assert isinstance(got[0], Rejected)
+    assert got[1:] == [COMMIT_ROWS[0]] * (fed // len(body) * 100)
+
+
+def test_an_endless_quoted_field_is_given_up_after_the_largest_record() -> None:
+    parser = CsvParser(Endpoint.COMMITS)
+    got = parser.feed((COMMIT_HEADER + "\n" + UNTERMINATED).encode())
+    body = PLAIN_LINE.encode() * 1000
+    fed = 0
+    while fed < MAX_RECORD_SIZE + 2 * len(body):
+        got += parser.feed(body)
+        fed += len(body)
+        assert parser._pending_size < MAX_RECORD_SIZE + len(body)
+    got += parser.close()
+    assert got[0] == Rejected(
+        UNTERMINATED.rstrip("\n"), "malformed CSV: unterminated quoted field", 2
+    )
+    assert got[1:] == [PLAIN_ROW] * (fed // len(PLAIN_LINE))
 
 
 def test_unknown_column_goes_to_extra_and_is_logged_once() -> None:

@@ -24,7 +24,7 @@ Piece = range | Row
 #: first row number used for rows added by tests: far past anything generated
 _FRESH_BASE = 1 << 35
 #: how a malformed row is broken
-MALFORMED_KINDS = ("count", "timestamp", "field_count", "metadata")
+MALFORMED_KINDS = ("count", "timestamp", "field_count", "stray_quote", "metadata")
 
 
 class Source(Protocol):
@@ -126,7 +126,7 @@ class Dataset:
         salted = (index ^ self._bad_salt) + (endpoint is Endpoint.CHANGES)
         if unit(salted) >= self.malformed_rate:
             return None
-        kinds = len(MALFORMED_KINDS) if endpoint is Endpoint.CHANGES else 3
+        kinds = len(MALFORMED_KINDS) - (endpoint is not Endpoint.CHANGES)  # commits: no metadata
         return MALFORMED_KINDS[mix64(salted) % kinds]
 
     def duplicated(self, endpoint: Endpoint, index: int) -> bool:
@@ -232,15 +232,18 @@ class Dataset:
         start: datetime | str,
         end: datetime | str,
         user: str | None = None,
+        kind: str | None = None,
     ) -> set[str]:
-        """Keys of the rows in this window that CSV output renders unparseable."""
+        """Keys of the rows in this window that CSV output renders unparseable (in one way)."""
         if self.malformed_rate <= 0:
             return set()
         source = self.sources[endpoint]
         return {
             source.key(index)
             for index, _ in self._rows(endpoint, start, end, user)
-            if index is not None and self.malformed_kind(endpoint, index) is not None
+            if index is not None
+            and (found := self.malformed_kind(endpoint, index)) is not None
+            and (kind is None or found == kind)
         }
 
     # --- mutations -----------------------------------------------------------------------

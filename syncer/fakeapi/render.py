@@ -208,8 +208,11 @@ class CsvRenderer:
     def _broken(self, index: int, kind: str) -> str:
         """Row `index` rendered unparseable in the given way; its key stays readable."""
         fields = self.source.csv_fields(index, 0, self.fmt.extra_column is not None)
+        count = 6 if self.endpoint is Endpoint.COMMITS else 5
         if kind == "count":
-            fields[6 if self.endpoint is Endpoint.COMMITS else 5] = "12x"
+            fields[count] = "12x"
+        elif kind == "stray_quote":  # a quote inside an unquoted field: the count goes odd
+            fields[count] = f'{fields[count]}"7'
         elif kind == "timestamp":
             fields[16 if self.endpoint is Endpoint.COMMITS else 7] = "2025-13-45T25:61:00.000Z"
         elif kind == "metadata":
