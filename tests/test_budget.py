@@ -84,7 +84,7 @@ async def test_a_429_in_one_process_holds_back_the_others(stores: list[Store]) -
         first.penalize(key, 1.0)
     started = monotonic()
     waited = await second.acquire(key)
-    assert waited == pytest.approx(monotonic() - started, abs=0.05)
+    assert waited == pytest.approx(monotonic() - started, abs=0.25)  # less a booking or two
     assert 0.8 <= waited < 2.0
 
 
