@@ -144,7 +144,15 @@ def guarded_upsert(
     )
 
 
-def _prepare_sql(endpoint: Endpoint) -> str:
+#: A letter of the 0x / 0o / 0b prefixes that PostgreSQL 16+ reads in an integer (Python not).
+_RADIX = "[xXoObB]"
+
+
+def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
+    """`decimal_only`: the server reads non-decimal integers (PostgreSQL 16+); refuse them.
+
+    One check per row over all its integer texts (a check per column costs twice as much).
+    """
     columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
     names = [c.name for c in columns]
     conv = ", ".join(f"{_convert(c)} AS {c.name}" for c in columns)
@@ -158,6 +166,11 @@ def _prepare_sql(endpoint: Endpoint) -> str:
         source = f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord)"
         conv += ", coalesce(f.files, '[]'::jsonb) AS files"
         more = ", md5(files::text) AS files_digest"
+    if decimal_only:
+        ints = ", ".join(c.name for c in columns if c.kind is Kind.INT)
+        source += (
+            f" WHERE CASE WHEN concat({ints}) ~ '{_RADIX}' THEN {_fail(ints)} > 0 ELSE true END"
+        )
     return (
         f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra, newest"
         + (", files_digest) " if more else ") ")
@@ -219,7 +232,7 @@ _FILES_SQL = (
 )
 
 
-_PREPARE = {endpoint: _prepare_sql(endpoint) for endpoint in Endpoint}
+_PREPARE = {(e, strict): _prepare_sql(e, strict) for e in Endpoint for strict in (False, True)}
 _APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
 _DELETE_FILES = (
     "DELETE FROM ai_code_change_files f USING stage_raw_written w "
@@ -248,7 +261,7 @@ async def prepare_raw(
     )
     if endpoint is Endpoint.CHANGES:
         await conn.execute(_FILES_SQL)
-    await conn.execute(_PREPARE[endpoint])
+    await conn.execute(_PREPARE[endpoint, conn.get_server_version().major >= 16])
 
 
 async def apply_raw(
