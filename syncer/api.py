@@ -9,11 +9,10 @@ import math
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 import aiohttp
 import structlog
@@ -34,9 +33,10 @@ from syncer.errors import (
     ServerError,
     StreamInterrupted,
 )
+from syncer.pages import Page, read_page
 from syncer.ratelimit import RateLimiters, RequestBudget
 from syncer.rawcsv import RawBlock, cut_blocks
-from syncer.rows import Rejected, Row, json_row
+from syncer.rows import Rejected, Row
 from syncer.timespec import isoformat_z
 
 log = structlog.get_logger(__name__)
@@ -79,16 +79,6 @@ class NullObserver:
 
     def on_retry(self, path: str, error: ApiError) -> None:
         """Ignore a retry."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a JSON endpoint, its items as the same rows the CSV gives."""
-
-    rows: list[Row | Rejected]
-    total_count: int
-    page: int
-    page_size: int
 
 
 class CursorClient:
@@ -225,7 +215,7 @@ class CursorClient:
         path = endpoint.json_path
 
         def read(response: aiohttp.ClientResponse) -> AsyncGenerator[Page, None]:
-            return _read_page(endpoint, response, (page - 1) * page_size + 1)
+            return read_page(endpoint, response, (page - 1) * page_size + 1)
 
         async with aclosing(self._retrying(path, params, read)) as pages:
             async for result in pages:
@@ -383,30 +373,6 @@ def _params(start: datetime, end: datetime, user: str | None) -> dict[str, str]:
     if user is not None:
         params["user"] = user
     return params
-
-
-async def _read_page(
-    endpoint: Endpoint, response: aiohttp.ClientResponse, first_line: int
-) -> AsyncGenerator[Page, None]:
-    """The one Page of a JSON response."""
-    try:
-        body: Any = await response.json(content_type=None)
-    except ValueError:
-        raise DataError(f"{endpoint.json_path}: the response is not JSON") from None
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise DataError(f"{endpoint.json_path}: the response has no items array")
-    rows = [json_row(endpoint, item, first_line + index) for index, item in enumerate(items)]
-    yield Page(
-        rows=rows,
-        total_count=_int_or(body.get("totalCount"), len(items)),
-        page=_int_or(body.get("page"), 1),
-        page_size=_int_or(body.get("pageSize"), len(items)),
-    )
-
-
-def _int_or(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 async def _server_message(response: aiohttp.ClientResponse) -> str:

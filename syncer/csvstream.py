@@ -3,10 +3,10 @@
 Rows and their conversions are defined in `syncer.rows`.
 
 How it stays fast: bytes are decoded incrementally, the text is cut at the last newline that
-lies outside quotes (quote parity), and each complete block goes to the C `csv` reader in one
-call. Each record is then converted by one function compiled from the header, which inlines
-the common cases (`v or None`, `int(v)`, `datetime.fromisoformat(v)`); anything unusual makes
-it raise, and the record is converted again column by column to name what is wrong.
+lies outside quotes (quote parity; `syncer.records` where that may be wrong), and each
+complete block goes to the C `csv` reader in one call. Each record is then converted by one
+function compiled from the header (`syncer.converter`); anything unusual makes it raise, and
+the record is converted again column by column to name what is wrong.
 """
 
 from __future__ import annotations
@@ -17,27 +17,30 @@ import gc
 import io
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 import structlog
 
-from syncer.endpoints import Column, Endpoint, Kind
+from syncer.converter import Convert, compile_converter, extra_reader, no_extra, refuse
+from syncer.endpoints import Column, Endpoint
 from syncer.errors import DataError
-from syncer.rawcsv import MAX_RECORD_SIZE, RESYNC_SIZE, first_line_end, record_end, records_end
+from syncer.records import (
+    MAX_RECORD_SIZE,
+    RESYNC_SIZE,
+    first_line_end,
+    records_end,
+    split_first_record,
+    split_records,
+)
 from syncer.rows import (
     Rejected,
     Row,
     careful_converter,
-    to_files,
-    to_int,
-    to_timestamp,
 )
 
 log = structlog.get_logger(__name__)
 
-Convert = Callable[[list[str]], Row]
 _BAD_TEXT = re.compile("[\x00\udc80-\udcff]")  # NUL, or bytes that were not UTF-8
 
 
@@ -56,7 +59,7 @@ class CsvParser:
         self._width = 0
         self._convert: Convert | None = None
         self._careful: list[tuple[int | None, Column, Callable[[str], Any]]] = []
-        self._extra: Callable[[list[str]], dict[str, str | None] | None] = _no_extra
+        self._extra: Callable[[list[str]], dict[str, str | None] | None] = no_extra
 
     def feed(self, chunk: bytes) -> list[Row | Rejected]:
         """Take the next chunk; return every record it completed."""
@@ -183,7 +186,7 @@ class CsvParser:
     def _read(self, block: str, dirty: bool) -> list[Row | Rejected]:
         """Parse a block of complete records (the header first, if not seen yet)."""
         if self._convert is None:
-            header, block = _split_first_record(block)
+            header, block = split_first_record(block)
             try:
                 names = next(csv.reader(_lines(header)), [])
             except csv.Error as exc:
@@ -203,7 +206,7 @@ class CsvParser:
     def _read_body(self, block: str, dirty: bool) -> list[Row | Rejected]:
         """Records to rows via the compiled converter; the careful path for anything odd."""
         assert self._convert is not None
-        convert = self._convert if not dirty else _refuse
+        convert = self._convert if not dirty else refuse
         careful = self._check
         out: list[Row | Rejected] = []
         append = out.append
@@ -238,7 +241,7 @@ class CsvParser:
     def _read_one_by_one(self, block: str, first: int) -> list[Row | Rejected]:
         """Slow path for a block the csv module refused: each record on its own."""
         out: list[Row | Rejected] = []
-        records = _split_records(block)
+        records = split_records(block)
         for line, record in enumerate(records, first):
             try:
                 fields = _fields_of(record)
@@ -291,8 +294,8 @@ class CsvParser:
         plan = [(positions.get(column.name), column) for column in self.endpoint.columns]
         self._width = len(names)
         self._careful = [(index, column, careful_converter(column)) for index, column in plan]
-        self._extra = _extra_reader(unknown) if unknown else _no_extra
-        self._convert = _compile(plan, self._width, self._extra)
+        self._extra = extra_reader(unknown) if unknown else no_extra
+        self._convert = compile_converter(plan, self._width, self._extra)
 
 
 @cache
@@ -342,23 +345,6 @@ def _fields_of(record: str) -> list[str]:
     return [field.replace("\x00", "\r") for field in fields]
 
 
-def _split_first_record(text: str) -> tuple[str, str]:
-    """The first record of `text` (up to its newline outside quotes) and the rest."""
-    first = _split_records(text, limit=1)
-    return (first[0], text[len(first[0]) :]) if first else ("", "")
-
-
-def _split_records(text: str, limit: int = -1) -> list[str]:
-    """The records of `text` (at most `limit`), each with its newline, as `csv` reads them."""
-    records: list[str] = []
-    start = 0
-    while len(records) != limit and start < len(text):
-        end = record_end(text, start)
-        records.append(text[start:end])
-        start = end
-    return records
-
-
 def _reject(fields: list[str], raw: str | None, reason: str, line: int) -> Rejected:
     """A Rejected whose raw text is the record itself, or the fields written back as CSV."""
     if raw is None:
@@ -366,74 +352,3 @@ def _reject(fields: list[str], raw: str | None, reason: str, line: int) -> Rejec
         csv.writer(buffer, lineterminator="\n").writerow(fields)
         raw = buffer.getvalue()
     return Rejected(raw.rstrip("\r\n"), reason, line)
-
-
-def _no_extra(fields: list[str]) -> None:
-    return None
-
-
-def _extra_reader(unknown: list[tuple[str, int]]) -> Callable[[list[str]], dict[str, str | None]]:
-    def extra(fields: list[str]) -> dict[str, str | None]:
-        return {name: fields[index] or None for name, index in unknown}
-
-    return extra
-
-
-# --- the compiled fast converter -------------------------------------------------------------
-
-_FAST = {
-    (Kind.TEXT, False): "{x} or None",
-    (Kind.TEXT, True): "{x} or _empty()",
-    (Kind.INT, False): "(_int({x}) if len({x}) < 19 else _big({x})) if {x} else None",
-    (Kind.INT, True): "_int({x}) if len({x}) < 19 else _big({x})",
-    (Kind.BOOL, False): "_bool[{x}]",
-    (Kind.BOOL, True): "_bool_required[{x}]",
-    (Kind.TIMESTAMP, False): "(_iso({x}) if {x}[-1] == 'Z' else _ts({x})) if {x} else None",
-    (Kind.TIMESTAMP, True): "_iso({x}) if {x}[-1:] == 'Z' else _ts_required({x})",
-    (Kind.FILES, False): "_files({x}) if {x} else ()",
-    (Kind.FILES, True): "_files({x})",
-}
-
-
-def _compile(
-    plan: list[tuple[int | None, Column]],
-    width: int,
-    extra: Callable[[list[str]], dict[str, str | None] | None],
-) -> Convert:
-    """Build `convert(fields) -> row` for this header: one unpack, one tuple, no loop.
-
-    The source holds only field positions and the fixed expressions above, never text from
-    the stream. A wrong field count fails the unpack; any odd value raises; the caller then
-    takes the careful path.
-    """
-    fields = ", ".join(f"c{index}" for index in range(width))
-    values = [
-        "None" if index is None else _FAST[column.kind, column.required].format(x=f"c{index}")
-        for index, column in plan
-    ]
-    values.append("None" if extra is _no_extra else "_extra(f)")
-    source = f"def convert(f):\n    {fields}, = f\n    return ({', '.join(values)},)\n"
-    namespace: dict[str, Any] = {
-        "_int": int,
-        "_big": to_int,
-        "_empty": _raise_empty,
-        "_bool": {"true": True, "false": False, "": None},
-        "_bool_required": {"true": True, "false": False},
-        "_iso": datetime.fromisoformat,
-        "_ts": to_timestamp,
-        "_ts_required": to_timestamp,
-        "_files": to_files,
-        "_extra": extra,
-    }
-    exec(compile(source, f"<csvstream converter {width} columns>", "exec"), namespace)
-    convert: Convert = namespace["convert"]
-    return convert
-
-
-def _refuse(fields: list[str]) -> Row:
-    """The converter of a block with NUL or non-UTF-8 bytes: every record goes the careful way."""
-    raise ValueError("dirty block")
-
-
-def _raise_empty() -> None:
-    raise ValueError("required value is empty")

@@ -16,54 +16,21 @@ import io
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import AnyStr
 
 from syncer.endpoints import Endpoint
+from syncer.records import (
+    MAX_RECORD_SIZE,
+    RESYNC_SIZE,
+    boundary_after,
+    first_line_end,
+    records_end,
+)
 
 BOM = b"\xef\xbb\xbf"
 _FIELD = rb'(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n]*+)'
 _PLAIN = re.compile(rb"(?:" + _FIELD + rb"(?:," + _FIELD + rb")*+(?:\r?\n|\Z))*+")
 #: A line `\.` ends COPY's input early; such a block goes the typed way.
 _END_MARKER = re.compile(rb"(?:^|\n)\\\.\r?(?:\n|\Z)")
-
-#: Whole records as Python's `csv` module reads them (its default dialect, strict=False): a
-#: quote opens a quoted field only at the start of a field, and is an ordinary character
-#: anywhere else. Counting quotes finds record boundaries fast but is fooled by such a stray
-#: quote; this grammar is the exact answer, used where the count and the data disagree.
-_LENIENT_FIELD = r'(?:"[^"]*+(?:""[^"]*+)*+"[^,\n]*+|[^",\n][^,\n]*+|)'
-_LENIENT_RECORDS = r"(?:" + _LENIENT_FIELD + r"(?:," + _LENIENT_FIELD + r")*+\n)*+"
-_RECORD_TEXT = re.compile(_LENIENT_FIELD + r"(?:," + _LENIENT_FIELD + r")*+\n")
-_RECORDS_TEXT = re.compile(_LENIENT_RECORDS)
-_RECORDS_BYTES = re.compile(_LENIENT_RECORDS.encode())
-
-#: Pending bytes (or characters) whose quote count is odd are checked with the exact grammar
-#: once they reach this size: a stray quote must not hold the rest of a stream in memory.
-RESYNC_SIZE = 1 << 20
-#: The largest record accepted. A quoted field still open after this much text is taken for
-#: an unterminated quote: its first line is quarantined and reading resumes after it.
-MAX_RECORD_SIZE = 16 << 20
-
-
-def records_end(data: AnyStr, start: int = 0, end: int | None = None) -> int:
-    """Index just past the last whole record of `data[start:end]`, read as Python's `csv` does.
-
-    `start` must be a record boundary. Returns `start` when not even one record is whole.
-    """
-    pattern = _RECORDS_TEXT if isinstance(data, str) else _RECORDS_BYTES
-    found = pattern.match(data, start, len(data) if end is None else end)
-    return start if found is None else found.end()
-
-
-def record_end(text: str, start: int = 0) -> int:
-    """Index just past the record starting at `start`; the end of `text` if it does not end."""
-    found = _RECORD_TEXT.match(text, start)
-    return len(text) if found is None else found.end()
-
-
-def first_line_end(data: AnyStr, start: int = 0) -> int:
-    """Index just past the first line end at or after `start`, or the end of `data`."""
-    newline = data.find("\n" if isinstance(data, str) else b"\n", start)
-    return len(data) if newline < 0 else newline + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +114,7 @@ class BlockCutter:
         start, searched = 0, self._searched
         self._searched = 0
         while len(data) - start >= self._target:
-            end = _boundary_after(data, start, max(start + self._target - 1, searched))
+            end = boundary_after(data, start, max(start + self._target - 1, searched))
             if end < 0:
                 self._searched = len(data) - start
                 break
@@ -243,27 +210,6 @@ def _exact_end(data: bytes, start: int, end: int) -> int:
         return exact
     exact = records_end(data, start)  # the first record is longer than the count said
     return exact if exact > start else -1
-
-
-def _boundary_after(data: bytes, start: int, pos: int) -> int:
-    """Index just past the first newline at or after `pos` outside quotes, or -1.
-
-    `start` is a record boundary: quote parity is counted from there. Inside a quoted field
-    only the next quote can end it, so the search jumps from quote to quote, not line to line.
-    """
-    newline = data.find(b"\n", pos)
-    if newline < 0:
-        return -1
-    odd = bool(data.count(b'"', start, newline) & 1)
-    while odd:
-        closing = data.find(b'"', newline)
-        if closing < 0:
-            return -1
-        newline = data.find(b"\n", closing)
-        if newline < 0:
-            return -1
-        odd = bool(data.count(b'"', closing + 1, newline) & 1)
-    return newline + 1
 
 
 async def cut_blocks(

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from syncer.api import USER_AGENT, CursorClient, Page, parse_retry_after
+from syncer.api import USER_AGENT, CursorClient, parse_retry_after
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -28,6 +28,7 @@ from syncer.errors import (
     ServerError,
     StreamInterrupted,
 )
+from syncer.pages import Page
 from syncer.ratelimit import RateLimiters
 from syncer.rows import Rejected, Row
 

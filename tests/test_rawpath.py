@@ -20,16 +20,8 @@ from syncer.commands import sync_command
 from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
-from syncer.rawcsv import (
-    MAX_RECORD_SIZE,
-    RESYNC_SIZE,
-    BlockCutter,
-    RawBlock,
-    header_names,
-    is_plain,
-    raw_columns,
-    records_end,
-)
+from syncer.rawcsv import BlockCutter, RawBlock, header_names, is_plain, raw_columns
+from syncer.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
 from syncer.store import Batch, BatchCounts, RawBatch, Store
 
 from .test_sync import last_runs, settings_for, sim_config
