@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from syncer.csvstream import CsvParser, _warn_unknown_column, parse_batches, parse_stream
 from syncer.endpoints import Column, Endpoint, Kind
 from syncer.errors import DataError
-from syncer.records import MAX_RECORD_SIZE, RESYNC_SIZE
+from syncer.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
 from syncer.rows import BIGINT_MAX, BIGINT_MIN, Rejected, Row, json_row, row_as_dict
 from syncer.timespec import isoformat_z
 
@@ -500,3 +500,20 @@ def test_property_any_row_survives_the_round_trip(
 def test_unreadable_header_is_a_data_error() -> None:
     with pytest.raises(DataError, match="unreadable CSV header"):
         parse_bytes(Endpoint.COMMITS, b"commit_hash\rx,created_at\nh,2025-01-01T00:00:00Z\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.lists(st.sampled_from(['"', ",", "\n", "a", "1", PLAIN_LINE, STRAY]), max_size=40),
+    size=st.integers(1, 40),
+)
+def test_property_any_text_reads_the_same_in_any_chunks(body: list[str], size: int) -> None:
+    # Stray and unterminated quotes anywhere: cutting by the quote count, re-reading where it
+    # lied, and the end-of-stream rules must give what one read of the whole text gives.
+    text = COMMIT_HEADER + "\n" + "".join(body)
+    whole = read_all(text, len(text.encode()) + 1)
+    assert read_all(text, size) == whole
+    closed = text if text.endswith("\n") else text + "\n"
+    if records_end(closed) == len(closed):  # no quote left open: one output per csv record
+        records = [record for record in csv.reader(io.StringIO(text)) if record]
+        assert len(whole) == len(records) - 1  # the header
