@@ -344,11 +344,12 @@ def default_budget(settings: Settings) -> RateLimiters:
     """The in-process budget of the settings' rate limit, its window kept slightly wide.
 
     The server counts arrivals, the limiter counts departures: a request delayed on the way
-    (a slow connect) and the next one sent a full period later could land inside one server
-    window. A margin of 2% of the period (at most a second) absorbs that.
+    (a slow connect, a busy event loop) and the next one sent a full period later could land
+    inside one server window. The margin is 2% of the period, at least 0.1 s (the delays are
+    absolute, not relative) and at most a second.
     """
     requests, period = settings.rate_limit
-    return RateLimiters(requests, period + min(1.0, 0.02 * period))
+    return RateLimiters(requests, period + min(1.0, max(0.1, 0.02 * period)))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
