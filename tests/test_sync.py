@@ -121,7 +121,7 @@ async def test_incremental_pass_picks_up_new_late_and_updated_rows(
     assert len((await stored(clean_db, Endpoint.CHANGES))["recent-change"]["files"]) == 3
 
     newest = max(truth(sim, Endpoint.COMMITS).values(), key=lambda r: r["created_at"])
-    assert newest["created_at"] >= mark - settings.sync_lookback
+    assert newest["created_at"] == mark  # so an update to it falls inside the lookback
     data.add(Endpoint.COMMITS, commit_hash="new-commit")
     data.add(Endpoint.COMMITS, commit_hash="late-commit", created_at=mark - timedelta(minutes=5))
     data.update(
@@ -293,31 +293,31 @@ async def test_two_concurrent_sync_processes_end_equal_to_truth(clean_db: str) -
 @pytest.mark.slow
 async def test_killed_mid_window_loses_nothing(clean_db: str) -> None:
     async with FakeApi(sim_config(commits=4000, changes=10, chunk_delay=0.02)) as sim:
-        env = env_for(sim, clean_db, SYNC_BATCH_ROWS="100")
+        # 2-day windows: the mark moves with each window, so the kill lands after some
+        # windows committed their mark and in the middle of the stream as a whole
+        env = env_for(sim, clean_db, SYNC_BATCH_ROWS="100", SYNC_WINDOW="2d")
         proc = await _syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
+        mark_sql = "SELECT high_water_mark FROM sync_state WHERE endpoint = 'commits'"
         try:
-            for _ in range(600):
-                if await conn.fetchval("SELECT count(*) FROM ai_commits") >= 300:
+            for _ in range(3000):
+                if await conn.fetchval(mark_sql) is not None:
                     break
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             committed = await conn.fetchval("SELECT count(*) FROM ai_commits")
-            assert 300 <= committed < 4000, "the kill should land mid-window"
-            mark = await conn.fetchval(
-                "SELECT high_water_mark FROM sync_state WHERE endpoint='commits'"
-            )
-            if mark is not None:  # the mark never passes a row that is not committed
-                db = await stored(clean_db, Endpoint.COMMITS)
-                behind = [
-                    k for k, r in truth(sim, Endpoint.COMMITS).items() if r["created_at"] <= mark
-                ]
-                assert all(k in db for k in behind)
+            assert 0 < committed < 4000, "the kill should land mid-stream"
+            mark = await conn.fetchval(mark_sql)
+            assert mark is not None
+            db = await stored(clean_db, Endpoint.COMMITS)  # the mark never passes a lost row
+            behind = [k for k, r in truth(sim, Endpoint.COMMITS).items() if r["created_at"] <= mark]
+            assert behind
+            assert all(k in db for k in behind)
         finally:
             await conn.close()
 
-        sim.config.chunk_delay = 0.0
+        sim.faults.chunk_delay = 0.0
         rerun = await _syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         _, err = await asyncio.wait_for(rerun.communicate(), 120)
         assert rerun.returncode == 0, err.decode()
