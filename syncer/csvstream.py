@@ -92,20 +92,9 @@ class CsvParser:
         self._keep("", False)
         if not text:
             return []
-        if not (text.count('"') & 1) and not self._boundary_lies(text):
+        if '"' not in text:
             return self._read(text, dirty)
-        out: list[Row | Rejected] = []
-        whole = text if text.endswith("\n") else text + "\n"
-        start = 0
-        while start < len(text):
-            end = records_end(whole, start)
-            if end > start:
-                out += self._read(text[start:end], dirty)
-            if end >= len(text):
-                break
-            start = first_line_end(text, end)
-            out.append(self._unterminated(text[end:start]))
-        return out
+        return self._salvage(text, dirty, final=True)[0]
 
     def _keep(self, rest: str, dirty: bool) -> None:
         """Make `rest`, which starts at a record boundary, the pending text."""
@@ -123,21 +112,33 @@ class CsvParser:
         is quarantined as an unterminated quote.
         """
         text, dirty = "".join(self._pending), self._pending_dirty
-        out: list[Row | Rejected] = []
-        start = 0
-        while True:
-            end = records_end(text, start)
-            if end > start:
-                out += self._read(text[start:end], dirty)
-                start = end
-            if len(text) - start < MAX_RECORD_SIZE:
-                break
-            start = first_line_end(text, start)
-            out.append(self._unterminated(text[end:start]))
+        out, start = self._salvage(text, dirty, final=False)
         self._keep(text[start:], dirty)
         if self._pending_odd:  # a long quoted field: look again once it has doubled
             self._resync_at = min(max(RESYNC_SIZE, 2 * self._pending_size), MAX_RECORD_SIZE)
         return out
+
+    def _salvage(self, text: str, dirty: bool, final: bool) -> tuple[list[Row | Rejected], int]:
+        """Read the whole records of `text`, found the exact way; (rows, where the rest starts).
+
+        A record whose quoted field stays open loses its first line to the quarantine once
+        the stream has ended (`final`) or it has grown past `MAX_RECORD_SIZE`; reading then
+        resumes on the next line.
+        """
+        scan = text if not final or text.endswith("\n") else text + "\n"
+        out: list[Row | Rejected] = []
+        start = 0
+        while start < len(text):
+            end = records_end(scan, start)
+            if end > start:
+                out += self._read(text[start:end], dirty)
+                start = min(end, len(text))
+            if start >= len(text) or not (final or len(text) - start >= MAX_RECORD_SIZE):
+                break
+            line_end = first_line_end(text, start)
+            out.append(self._unterminated(text[start:line_end]))
+            start = line_end
+        return out, start
 
     def _boundary_lies(self, text: str) -> bool:
         """Whether the quote count misplaced a record boundary in `text` (stray quotes)."""
