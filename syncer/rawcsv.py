@@ -108,6 +108,8 @@ class BlockCutter:
                 return []
         resync_due = self._odd and self._size >= self._resync_at
         if (open_field or self._size < self._target) and not resync_due:
+            if open_field:
+                self._searched = self._size  # no boundary in this chunk either
             return []
         data = b"".join(self._pending)
         blocks: list[tuple[bytes, bool]] = []
