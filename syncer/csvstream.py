@@ -26,10 +26,10 @@ from syncer.converter import Convert, compile_converter, extra_reader, no_extra,
 from syncer.endpoints import Column, Endpoint
 from syncer.errors import DataError
 from syncer.records import (
-    MAX_RECORD_SIZE,
     RESYNC_SIZE,
-    first_line_end,
+    next_resync,
     records_end,
+    salvage,
     split_first_record,
     split_records,
 )
@@ -115,30 +115,19 @@ class CsvParser:
         out, start = self._salvage(text, dirty, final=False)
         self._keep(text[start:], dirty)
         if self._pending_odd:  # a long quoted field: look again once it has doubled
-            self._resync_at = min(max(RESYNC_SIZE, 2 * self._pending_size), MAX_RECORD_SIZE)
+            self._resync_at = next_resync(self._pending_size)
         return out
 
     def _salvage(self, text: str, dirty: bool, final: bool) -> tuple[list[Row | Rejected], int]:
-        """Read the whole records of `text`, found the exact way; (rows, where the rest starts).
-
-        A record whose quoted field stays open loses its first line to the quarantine once
-        the stream has ended (`final`) or it has grown past `MAX_RECORD_SIZE`; reading then
-        resumes on the next line.
-        """
-        scan = text if not final or text.endswith("\n") else text + "\n"
+        """Read the whole records of `text` found the exact way, quarantine the lines given
+        up on (see `records.salvage`); (rows, where the unread rest starts)."""
         out: list[Row | Rejected] = []
-        start = 0
-        while start < len(text):
-            end = records_end(scan, start)
-            if end > start:
-                out += self._read(text[start:end], dirty)
-                start = min(end, len(text))
-            if start >= len(text) or not (final or len(text) - start >= MAX_RECORD_SIZE):
-                break
-            line_end = first_line_end(text, start)
-            out.append(self._unterminated(text[start:line_end]))
-            start = line_end
-        return out, start
+        rest = 0
+        for start, end, open_quote in salvage(text, final=final):
+            piece = text[start:end]
+            out += [self._unterminated(piece)] if open_quote else self._read(piece, dirty)
+            rest = end
+        return out, rest
 
     def _boundary_lies(self, text: str) -> bool:
         """Whether the quote count misplaced a record boundary in `text` (stray quotes)."""

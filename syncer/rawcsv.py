@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from syncer.endpoints import Endpoint
 from syncer.records import (
-    MAX_RECORD_SIZE,
     RESYNC_SIZE,
     boundary_after,
-    first_line_end,
+    next_resync,
     records_end,
+    salvage,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -155,7 +155,7 @@ class BlockCutter:
         if not self._odd:
             self._resync_at = RESYNC_SIZE
         elif resynced:  # a long quoted field is open: look again once it has doubled
-            self._resync_at = min(max(RESYNC_SIZE, 2 * len(rest)), MAX_RECORD_SIZE)
+            self._resync_at = next_resync(len(rest))
 
     def _resync(self, data: bytes, start: int, blocks: list[tuple[bytes, bool]]) -> int:
         """An odd count over many bytes: cut whole records the exact way; returns the rest's start.
@@ -164,15 +164,9 @@ class BlockCutter:
         field is open: a long one is waited for up to `MAX_RECORD_SIZE`, then its first line
         goes out as a block of its own, for the typed reader to quarantine.
         """
-        while True:
-            end = records_end(data, start)
-            if end > start:
-                blocks.append((data[start:end], is_plain(data[start:end])))
-                start = end
-            if len(data) - start < MAX_RECORD_SIZE:
-                break
-            end = first_line_end(data, start)
-            blocks.append((data[start:end], False))  # an open quote is never plain
+        for span_start, end, open_quote in salvage(data, start, final=False):
+            piece = data[span_start:end]
+            blocks.append((piece, not open_quote and is_plain(piece)))  # an open quote: not plain
             start = end
         return start
 

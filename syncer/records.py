@@ -29,6 +29,11 @@ RESYNC_SIZE = 1 << 20
 MAX_RECORD_SIZE = 16 << 20
 
 
+def next_resync(open_size: int) -> int:
+    """Pending size at which to look again at a quoted field open over `open_size`: doubled."""
+    return min(max(RESYNC_SIZE, 2 * open_size), MAX_RECORD_SIZE)
+
+
 def records_end(data: AnyStr, start: int = 0, end: int | None = None) -> int:
     """Index just past the last whole record of `data[start:end]`, read as Python's `csv` does.
 
@@ -49,6 +54,31 @@ def first_line_end(data: AnyStr, start: int = 0) -> int:
     """Index just past the first line end at or after `start`, or the end of `data`."""
     newline = data.find("\n" if isinstance(data, str) else b"\n", start)
     return len(data) if newline < 0 else newline + 1
+
+
+def salvage(data: AnyStr, start: int = 0, *, final: bool) -> list[tuple[int, int, bool]]:
+    """Cut `data[start:]` the exact way: `(start, end, open)` spans, in order.
+
+    A span with `open` False is a run of whole records. One with `open` True is the first
+    line of a record whose quoted field stays open, given up on (for the quarantine) once the
+    stream has ended (`final`: the last record may also lack its line end) or the record has
+    grown past `MAX_RECORD_SIZE`; reading resumes on the next line. What follows the last
+    span is the start of a record still open, to wait for.
+    """
+    newline = "\n" if isinstance(data, str) else b"\n"
+    scan = data if not final or data.endswith(newline) else data + newline
+    spans: list[tuple[int, int, bool]] = []
+    while start < len(data):
+        end = min(records_end(scan, start), len(data))
+        if end > start:
+            spans.append((start, end, False))
+            start = end
+        if start >= len(data) or not (final or len(data) - start >= MAX_RECORD_SIZE):
+            break
+        end = first_line_end(data, start)
+        spans.append((start, end, True))
+        start = end
+    return spans
 
 
 def boundary_after(data: bytes, start: int, pos: int) -> int:
