@@ -267,12 +267,13 @@ class CursorClient:
         self, path: str, params: Mapping[str, str], read: Read[T]
     ) -> AsyncGenerator[T, None]:
         """One budgeted request: errors become typed ApiErrors, the body goes through `read`."""
-        waited = await self._budget.acquire(path)
-        if waited > 0:
-            self._observer.on_wait(path, waited)
+        grant = await self._budget.acquire(path)
+        if grant.waited > 0:
+            self._observer.on_wait(path, grant.waited)
         reading = False
         try:
             async with self._require_session().get(self.base_url + path, params=params) as resp:
+                self._budget.settle(grant)  # the server counted it before it answered
                 self._observer.on_request(path, resp.status)
                 if not 200 <= resp.status < 300:
                     raise await self._error_for(path, resp)
@@ -286,6 +287,8 @@ class CursorClient:
                 unreachable = ApiTimeout if isinstance(exc, TimeoutError) else ApiUnreachable
                 raise unreachable(f"{path}: {_describe(exc)}") from exc
             raise StreamInterrupted(f"{path}: the response was cut: {_describe(exc)}") from exc
+        finally:
+            self._budget.settle(grant)  # no answer: whether it was counted is known by now
 
     async def _error_for(self, path: str, response: aiohttp.ClientResponse) -> ApiError:
         """The typed error of a non-2xx response."""
@@ -343,10 +346,10 @@ class CursorClient:
 def default_budget(settings: Settings) -> RateLimiters:
     """The in-process budget of the settings' rate limit, its window kept slightly wide.
 
-    The server counts arrivals, the limiter counts departures: a request delayed on the way
-    (a slow connect, a busy event loop) and the next one sent a full period later could land
-    inside one server window. The margin is 2% of the period, at least 0.1 s (the delays are
-    absolute, not relative) and at most a second.
+    Settled grants already absorb the delays between the limiter and the server (see
+    `syncer.ratelimit`); the margin, 2% of the period, at least 0.1 s and at most a second,
+    covers what they cannot: the server's clock or its window boundaries running a little
+    differently from ours.
     """
     requests, period = settings.rate_limit
     return RateLimiters(requests, period + min(1.0, max(0.1, 0.02 * period)))

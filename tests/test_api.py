@@ -29,7 +29,7 @@ from syncer.errors import (
     StreamInterrupted,
 )
 from syncer.pages import Page
-from syncer.ratelimit import RateLimiters
+from syncer.ratelimit import Grant, RateLimiters
 from syncer.rows import Rejected, Row
 
 UTC = timezone.utc
@@ -71,11 +71,17 @@ class FakeBudget:
 
     def __init__(self) -> None:
         self.acquired: list[str] = []
+        self.grants: list[Grant] = []
         self.penalties: list[tuple[str, float]] = []
 
-    async def acquire(self, key: str) -> float:
+    async def acquire(self, key: str) -> Grant:
         self.acquired.append(key)
-        return 0.0
+        grant = Grant(key, 0.0, 0.0)
+        self.grants.append(grant)
+        return grant
+
+    def settle(self, grant: Grant) -> None:
+        grant.settled = True
 
     def penalize(self, key: str, retry_after: float) -> None:
         self.penalties.append((key, retry_after))
@@ -181,6 +187,7 @@ async def test_server_errors_are_retried_then_succeed(
         assert request_count(mocked) == 3
     assert [row[0] for row in rows] == ["c1"]
     assert len(budget.acquired) == 3, "every attempt goes through the budget"
+    assert all(grant.settled for grant in budget.grants), "each answer settles its grant"
     assert [status for kind, status in recorder.calls if kind == "request"] == [503, 500, 200]
     assert [name for kind, name in recorder.calls if kind == "retry"] == ["ServerError"] * 2
     # full jitter: uniform in [0, base * 2^(attempt-1)]
@@ -201,6 +208,7 @@ async def test_server_errors_are_retried_then_succeed(
 async def test_retriable_errors_give_up_after_max_retries(
     client: ClientFactory,
     recorder: Recorder,
+    budget: FakeBudget,
     mock: dict[str, Any],
     error: type[ApiError],
     match: str,
@@ -211,6 +219,7 @@ async def test_retriable_errors_give_up_after_max_retries(
             with pytest.raises(error, match=match):
                 await collect(api)
         assert request_count(mocked) == 3, "1 attempt + 2 retries"
+    assert all(grant.settled for grant in budget.grants), "a failed attempt settles too"
     assert len([call for call in recorder.calls if call[0] == "retry"]) == 2
 
 

@@ -11,8 +11,12 @@ from time import monotonic
 
 import pytest
 
+from syncer.api import CursorClient
 from syncer.budget import PostgresBudget, default_margin, next_slot
+from syncer.config import Settings
 from syncer.db import create_engine
+from syncer.endpoints import Endpoint
+from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -66,15 +70,17 @@ async def test_two_processes_share_one_budget(stores: list[Store]) -> None:
     granted: list[float] = []
 
     async def request(budget: PostgresBudget) -> None:
-        await budget.acquire(key)
+        budget.settle(await budget.acquire(key))  # answered at once
         granted.append(monotonic())
 
     await asyncio.gather(*(request(budgets[i % 2]) for i in range(9)))
+    for budget in budgets:
+        await budget.aclose()
 
     assert len(granted) == 9
     assert_within_limit(granted, 3, 1.0)
     span = max(granted) - min(granted)
-    assert span < 2 * 1.3 + 0.5, f"{span:.2f}s"  # booked slots, not polling: no idle time
+    assert span < 2 * 1.3 + 0.5, f"{span:.2f}s"  # each waits for its slot, no idle time
 
 
 async def test_a_429_in_one_process_holds_back_the_others(stores: list[Store]) -> None:
@@ -83,7 +89,7 @@ async def test_a_429_in_one_process_holds_back_the_others(stores: list[Store]) -
     async with first:
         first.penalize(key, 1.0)
     started = monotonic()
-    waited = await second.acquire(key)
+    waited = (await second.acquire(key)).waited
     assert 0.8 <= waited < 2.0
     assert monotonic() - started >= 0.8
 
@@ -91,23 +97,45 @@ async def test_a_429_in_one_process_holds_back_the_others(stores: list[Store]) -
 async def test_waiting_processes_hold_no_lock(stores: list[Store]) -> None:
     key = f"/test/{uuid.uuid4().hex}"
     first, second = (PostgresBudget(store, 1, 30.0, margin=0) for store in stores)
-    await first.acquire(key)
-    latest = "SELECT grants[1] FROM rate_budget WHERE key = $1"
-    async with stores[0].raw() as conn:
-        granted = await conn.fetchval(latest, key)
-        sleeper = asyncio.create_task(second.acquire(key))  # books 30 s ahead, then sleeps
-        try:
-            for _ in range(100):  # until the booking is committed
-                if (booked := await conn.fetchval(latest, key)) != granted:
-                    break
-                await asyncio.sleep(0.05)
-            assert (booked - granted).total_seconds() == pytest.approx(30, abs=0.01)
-            locked = await asyncio.wait_for(  # the sleeper holds no lock on the row
-                conn.fetchval(latest + " FOR UPDATE", key), 2
+    first.settle(await first.acquire(key))
+    await first.aclose()
+    sleeper = asyncio.create_task(second.acquire(key))  # must wait 30 s
+    try:
+        await asyncio.sleep(0.3)
+        assert not sleeper.done()
+        async with stores[0].raw() as conn:
+            grants = await asyncio.wait_for(  # the sleeper holds no lock on the row
+                conn.fetchval("SELECT grants FROM rate_budget WHERE key = $1 FOR UPDATE", key), 2
             )
-            assert locked == booked
-        finally:
-            sleeper.cancel()
+        assert len(grants) == 1, "a waiter books nothing until its turn"
+    finally:
+        sleeper.cancel()
+
+
+async def test_a_request_in_flight_holds_the_other_process_back(stores: list[Store]) -> None:
+    key = f"/test/{uuid.uuid4().hex}"
+    first, second = (PostgresBudget(store, 1, 0.5, margin=0) for store in stores)
+    grant = await first.acquire(key)  # sent, not answered yet: the server may count it late
+    waiter = asyncio.create_task(second.acquire(key))
+    await asyncio.sleep(1.5)  # three periods
+    assert not waiter.done(), "an unanswered request keeps its slot"
+    first.settle(grant)
+    settled = monotonic()
+    await first.aclose()
+    await waiter
+    assert monotonic() - settled >= 0.45, "the period counts from the answer"
+
+
+async def test_a_crashed_process_holds_its_slot_no_longer_than_a_request_can_take(
+    stores: list[Store],
+) -> None:
+    key = f"/test/{uuid.uuid4().hex}"
+    crashed = PostgresBudget(stores[0], 1, 0.2, margin=0, in_flight=1.0)
+    await crashed.acquire(key)  # never settled: the process died with it in flight
+    survivor = PostgresBudget(stores[1], 1, 0.2, margin=0, in_flight=1.0)
+    started = monotonic()
+    await survivor.acquire(key)
+    assert 1.0 <= monotonic() - started < 3.0
 
 
 def _closed_port() -> int:
@@ -122,7 +150,7 @@ async def test_without_the_database_the_process_keeps_its_own_limit() -> None:
         budget = PostgresBudget(Store(engine), 2, 0.5, margin=0.25)  # connect times vary
         granted = []
         for _ in range(5):
-            await budget.acquire("/down")
+            budget.settle(await budget.acquire("/down"))
             granted.append(monotonic())
         assert_within_limit(granted, 2, 0.5)
     finally:
@@ -146,3 +174,32 @@ async def test_a_stop_ends_a_wait_for_the_budget_at_once(stores: list[Store], be
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert monotonic() - started < 1
+
+
+async def test_processes_whose_requests_reach_the_server_late_cause_no_429(
+    stores: list[Store],
+) -> None:
+    config = FakeApiConfig(commits=40, changes=40, seed=3, rate_limit_requests=2,
+                           rate_limit_period=1.0)  # fmt: skip
+    async with FakeApi(config) as sim:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, CURSOR_API_KEY=config.api_key, CURSOR_API_BASE_URL=sim.url,
+            CURSOR_RATE_LIMIT_REQUESTS=2, CURSOR_RATE_LIMIT_PERIOD_SECONDS=1.0,
+            CURSOR_MAX_RETRIES=0,  # a 429 would fail the test loudly
+        )  # fmt: skip
+        budgets = [PostgresBudget.from_settings(store, settings) for store in stores]
+        sim.faults.delay_next(0.8)  # the first request is counted 0.8 s after it left
+        async with (
+            CursorClient(settings, budget=budgets[0]) as one,
+            CursorClient(settings, budget=budgets[1]) as two,
+        ):
+            start, end = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
+
+            async def rows(api: CursorClient) -> int:
+                return len([row async for row in api.stream_rows(Endpoint.COMMITS, start, end)])
+
+            counts = await asyncio.gather(*(rows((one, two)[i % 2]) for i in range(6)))
+        for budget in budgets:
+            await budget.aclose()
+        assert set(counts) == {40}
+        assert sim.stats.rate_limited == 0

@@ -18,6 +18,7 @@ from syncer.errors import AuthError
 from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.fakeapi.csvtext import AGENT_TOOL
 from syncer.fakeapi.render import EXTRA_COLUMN, agent_version
+from syncer.ratelimit import Grant
 from syncer.rows import Rejected, Row, row_as_dict
 
 UTC = timezone.utc
@@ -176,10 +177,13 @@ class RecordingBudget:
         self.inner = default_budget(settings)
         self.granted: list[float] = []
 
-    async def acquire(self, key: str) -> float:
-        waited = await self.inner.acquire(key)
+    async def acquire(self, key: str) -> Grant:
+        grant = await self.inner.acquire(key)
         self.granted.append(time.monotonic())
-        return waited
+        return grant
+
+    def settle(self, grant: Grant) -> None:
+        self.inner.settle(grant)
 
     def penalize(self, key: str, retry_after: float) -> None:
         self.inner.penalize(key, retry_after)
@@ -212,3 +216,17 @@ async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) ->
 
 async def collect(rows: AsyncIterator[Row | Rejected]) -> list[Row | Rejected]:
     return [row async for row in rows]
+
+
+async def test_requests_that_reach_the_server_late_cause_no_429(simulate: Simulate) -> None:
+    limit, period = 2, 1.0
+    sim = await simulate(commits=50, changes=50, rate_limit_requests=limit,
+                         rate_limit_period=period)  # fmt: skip
+    sim.faults.delay_next(0.6)  # the first request is counted 0.6 s after it left
+    settings = settings_for(sim, CURSOR_MAX_RETRIES=0)  # a 429 would fail the test loudly
+    async with CursorClient(settings) as api:
+        results = await asyncio.gather(
+            *(collect(api.stream_rows(Endpoint.COMMITS, START, END)) for _ in range(6))
+        )
+    assert all(len(rows) == len(results[0]) > 0 for rows in results)
+    assert sim.stats.rate_limited == 0

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from syncer.ratelimit import RateLimiter, RateLimiters, RequestBudget
+from syncer.ratelimit import RateLimiter, RateLimiters
 
 
 class FakeTime:
@@ -25,6 +25,19 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
+async def take(limiter: RateLimiter) -> float:
+    """One request answered at once: acquire, settle; the seconds waited."""
+    grant = await limiter.acquire()
+    limiter.settle(grant)
+    return grant.waited
+
+
+async def take_key(budget: RateLimiters, key: str) -> float:
+    grant = await budget.acquire(key)
+    budget.settle(grant)
+    return grant.waited
+
+
 def max_in_any_window(stamps: list[float], period: float) -> int:
     """The largest number of stamps inside any half-open window [t, t + period)."""
     ordered = sorted(stamps)
@@ -38,7 +51,7 @@ async def test_burst_of_20_never_exceeds_the_window(requests: int, period: float
     granted: list[tuple[int, float]] = []
 
     async def worker(index: int) -> None:
-        await limiter.acquire()
+        await take(limiter)
         granted.append((index, fake.clock()))
 
     await asyncio.gather(*(worker(i) for i in range(20)))
@@ -53,21 +66,21 @@ async def test_burst_of_20_never_exceeds_the_window(requests: int, period: float
 async def test_acquire_returns_seconds_waited() -> None:
     fake = FakeTime()
     limiter = RateLimiter(2, 10.0, clock=fake.clock, sleep=fake.sleep)
-    assert await limiter.acquire() == 0
+    assert await take(limiter) == 0
     fake.now = 3.0
-    assert await limiter.acquire() == 0
-    assert await limiter.acquire() == pytest.approx(7.0)
+    assert await take(limiter) == 0
+    assert await take(limiter) == pytest.approx(7.0)
     assert fake.sleeps == [pytest.approx(7.0)]
 
 
 async def test_penalize_pushes_the_next_grant() -> None:
     fake = FakeTime()
     limiter = RateLimiter(5, 60.0, clock=fake.clock, sleep=fake.sleep)
-    await limiter.acquire()
+    await take(limiter)
     limiter.penalize(30.0)
-    assert await limiter.acquire() == pytest.approx(30.0)
+    assert await take(limiter) == pytest.approx(30.0)
     limiter.penalize(-5)  # a nonsense hint never moves time backwards
-    assert await limiter.acquire() == 0
+    assert await take(limiter) == 0
 
 
 async def test_penalty_never_shortens_an_earlier_longer_one() -> None:
@@ -75,7 +88,7 @@ async def test_penalty_never_shortens_an_earlier_longer_one() -> None:
     limiter = RateLimiter(5, 60.0, clock=fake.clock, sleep=fake.sleep)
     limiter.penalize(20.0)
     limiter.penalize(5.0)
-    assert await limiter.acquire() == pytest.approx(20.0)
+    assert await take(limiter) == pytest.approx(20.0)
 
 
 async def test_cancelled_waiter_frees_its_turn() -> None:
@@ -87,24 +100,51 @@ async def test_cancelled_waiter_frees_its_turn() -> None:
         await asyncio.Event().wait()
 
     limiter = RateLimiter(1, 60.0, clock=fake.clock, sleep=stuck_sleep)
-    await limiter.acquire()
+    await take(limiter)
     waiter = asyncio.create_task(limiter.acquire())
     await blocked.wait()
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     fake.now = 60.0
-    assert await limiter.acquire() == 0
+    assert await take(limiter) == 0
 
 
 async def test_limiters_are_per_key_and_shared() -> None:
     fake = FakeTime()
-    budget: RequestBudget = RateLimiters(1, 60.0, clock=fake.clock, sleep=fake.sleep)
-    assert await budget.acquire("/commits.csv") == 0
-    assert await budget.acquire("/changes.csv") == 0, "another endpoint has its own budget"
-    assert await budget.acquire("/commits.csv") == pytest.approx(60.0)
+    budget = RateLimiters(1, 60.0, clock=fake.clock, sleep=fake.sleep)
+    assert await take_key(budget, "/commits.csv") == 0
+    assert await take_key(budget, "/changes.csv") == 0, "another endpoint has its own budget"
+    assert await take_key(budget, "/commits.csv") == pytest.approx(60.0)
     budget.penalize("/changes.csv", 90.0)
-    assert await budget.acquire("/changes.csv") == pytest.approx(90.0)
+    assert await take_key(budget, "/changes.csv") == pytest.approx(90.0)
+
+
+async def test_a_request_not_yet_answered_holds_its_slot() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(1, 10.0, clock=fake.clock, sleep=fake.sleep)
+    first = await limiter.acquire()  # sent; the server may count it any moment
+    waiter = asyncio.create_task(take(limiter))
+    for _ in range(10_000):  # each turn the waiter polls once: until far past the period
+        if fake.now >= 30.0:
+            break
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    assert max(fake.sleeps) <= 0.05, "polls for the answer, never sleeps a whole period on it"
+    limiter.settle(first)  # the answer begins: the server counted it by now
+    settled = fake.now
+    assert await waiter == pytest.approx(settled + 10.0, abs=0.06)
+
+
+async def test_a_late_answer_counts_from_when_it_came() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(1, 10.0, clock=fake.clock, sleep=fake.sleep)
+    first = await limiter.acquire()
+    fake.now = 4.0  # the request was slow to reach the server
+    limiter.settle(first)
+    limiter.settle(first)  # settling twice changes nothing
+    assert await take(limiter) == pytest.approx(10.0)
+    assert fake.now == pytest.approx(14.0)
 
 
 def test_rejects_nonsense_limits() -> None:

@@ -5,7 +5,9 @@ Revises: 0001
 Create Date: 2026-11-22 09:10:00
 
 Cursor limits requests per team and endpoint, so every syncer process of a team (the daemon,
-a `syncer backfill` beside it) books its requests in this table under a row lock.
+a `syncer backfill` beside it) books its requests in this table under a row lock. `grants`
+holds the recent requests' times; those still in flight (not yet answered, so possibly not yet
+counted by the server) are also listed in `pending` by the instant they were booked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ def upgrade() -> None:
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column(
             "grants",
+            postgresql.ARRAY(sa.DateTime(timezone=True)),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column(
+            "pending",
             postgresql.ARRAY(sa.DateTime(timezone=True)),
             server_default=sa.text("'{}'"),
             nullable=False,

@@ -98,6 +98,8 @@ async def _checked(request: web.Request, handler: Handler, sim: Simulator) -> we
             401, "Invalid API key: use HTTP basic auth with the key as user name",
             {"WWW-Authenticate": 'Basic realm="Cursor Admin API"'},
         )  # fmt: skip
+    if delay := sim.faults.arrival_delay():
+        await asyncio.sleep(delay)
     injected = sim.faults.injection()
     if injected is not None:
         if injected.retry_after is None:

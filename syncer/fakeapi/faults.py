@@ -38,6 +38,8 @@ class Faults:
         self.crlf = config.crlf
         self.extra_column = config.extra_column
         self.permute_columns = config.permute_columns
+        #: seconds each of the next requests spends on the way before the server counts it
+        self.arrival_delays: list[float] = []
         self.requests = 0
 
     @property
@@ -57,13 +59,21 @@ class Faults:
         """The next `count` API requests get 429 with `Retry-After: retry_after`."""
         self.failures.extend(Injection(429, retry_after) for _ in range(count))
 
+    def delay_next(self, seconds: float, count: int = 1) -> None:
+        """The next `count` API requests reach the rate limit `seconds` late (a slow path)."""
+        self.arrival_delays.extend(seconds for _ in range(count))
+
+    def arrival_delay(self) -> float:
+        """Seconds this request is held before it is counted (0 when none is due)."""
+        return self.arrival_delays.pop(0) if self.arrival_delays else 0.0
+
     def cut_next(self, after_bytes: int, times: int = 1) -> None:
         """Abort the next `times` CSV bodies after `after_bytes` bytes."""
         self.cut_after_bytes, self.cut_times = after_bytes, times
 
     def reset(self) -> None:
         """Back to a well-behaved server (the data set's malformed rate included)."""
-        self.fail_every, self.failures = 0, []
+        self.fail_every, self.failures, self.arrival_delays = 0, [], []
         self.cut_after_bytes, self.chunk_delay = None, 0.0
         self.bom = self.crlf = self.permute_columns = False
         self.extra_column = None
