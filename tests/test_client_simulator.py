@@ -106,6 +106,19 @@ async def test_csv_rows_equal_truth(
 
 
 @pytest.mark.parametrize("endpoint", list(Endpoint))
+@pytest.mark.parametrize(("mode", "key_sent"), [("same-host", 1), ("other-host", 0)])
+async def test_a_redirected_download_is_followed_and_gets_no_key_elsewhere(
+    simulate: Simulate, endpoint: Endpoint, mode: str, key_sent: int
+) -> None:
+    sim = await simulate(redirect_csv=mode)
+    items = await fetch(sim, endpoint)
+    assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
+    assert sim.stats.count(endpoint.csv_path, 302) == 1
+    assert sim.stats.downloads_with_auth == key_sent, "the key goes to the API's origin only"
+    assert not sim.simulator.downloads, "the one-time link was used"
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
 @pytest.mark.parametrize("mode", ["append", "insert"])
 async def test_unknown_column_lands_in_extra(
     simulate: Simulate, endpoint: Endpoint, mode: str

@@ -533,6 +533,20 @@ def test_a_million_rows_cost_nothing_until_served() -> None:
     assert data.get(Endpoint.COMMITS, hour[5]["commit_hash"]) == hour[5]
 
 
+@pytest.mark.parametrize(("rate", "expected"), [
+    (0.0, {"TAB", "COMPOSER"}),  # the doc: source "TAB" | "COMPOSER"
+    (0.1, {"TAB", "COMPOSER", "CLI", "BACKGROUND_AGENT"}),  # the alpha API grows
+])  # fmt: skip
+def test_sources_are_the_documented_ones_unless_asked_otherwise(
+    rate: float, expected: set[str]
+) -> None:
+    data = Dataset(config(changes=3000, new_source_rate=rate))
+    sources = [data.sources[Endpoint.CHANGES].typed(i, 0)["source"] for i in range(3000)]
+    assert set(sources) == expected
+    tab = sources.count("TAB") / len(sources)
+    assert 0.55 < tab < 0.65, "TAB is the larger share, as in the doc's examples"
+
+
 @pytest.mark.parametrize("endpoint", list(Endpoint))
 def test_fast_rendering_equals_field_rendering(endpoint: Endpoint) -> None:
     data = Dataset(config(commits=3000, changes=3000, privacy_mode="0.4"))
@@ -668,3 +682,23 @@ async def test_cli_serves_until_cancelled(capsys: pytest.CaptureFixture[str]) ->
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_a_redirected_csv_is_a_one_time_link_that_needs_no_key(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakeApi(config()) as api:
+        plain = await get_csv(http, api, Endpoint.COMMITS)
+        api.faults.redirect_csv = "other-host"
+        url = api.url + Endpoint.COMMITS.csv_path
+        async with http.get(url, params=ALL, allow_redirects=False) as response:
+            assert response.status == 302
+            link = response.headers["Location"]
+        assert link.startswith(f"http://localhost:{api.port}/downloads/")
+        async with aiohttp.ClientSession() as anonymous:
+            async with anonymous.get(link) as response:
+                assert response.status == 200
+                assert await response.read() == plain
+            async with anonymous.get(link) as response:
+                assert response.status == 404, "a link serves once"
+        assert api.stats.count(Endpoint.COMMITS.csv_path) == 2, "downloads are not API requests"

@@ -73,7 +73,7 @@ def sim_config(**overrides: Any) -> FakeApiConfig:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[FakeApi]:
-    async with FakeApi(sim_config(privacy_mode="0.3")) as api:
+    async with FakeApi(sim_config(privacy_mode="0.3", new_source_rate=0.05)) as api:
         yield api
 
 
@@ -94,6 +94,8 @@ async def test_backfill_equals_truth(sim: FakeApi, clean_db: str) -> None:
     assert await backfill_command(settings_for(sim, clean_db), "25d", "now", None) == 0
     assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 600
     assert await assert_equals_truth(clean_db, sim, Endpoint.CHANGES) == 400
+    sources = {row["source"] for row in truth(sim, Endpoint.CHANGES).values()}
+    assert sources - {"TAB", "COMPOSER"}, "sources the doc does not list yet are stored too"
     for endpoint in Endpoint:
         newest = max(r["created_at"] for r in truth(sim, endpoint).values())
         assert await mark_of(clean_db, endpoint) == newest

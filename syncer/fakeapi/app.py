@@ -7,8 +7,9 @@ import base64
 import binascii
 import functools
 import json
+import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -26,6 +27,8 @@ from syncer.fakeapi.timestamps import from_ms
 #: bytes gathered before one chunk of a CSV body is written
 CHUNK_BYTES = 256 * 1024
 BOM = "\ufeff".encode()
+#: where a redirected CSV download is served: like a pre-signed URL, no auth, no rate limit
+DOWNLOADS = "/downloads/"
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,6 +43,8 @@ class Simulator:
     stats: Stats
     limit: SlidingWindowLimit
     cache: BlockCache | None
+    #: pending redirected downloads: token → (endpoint, query), each served once
+    downloads: dict[str, tuple[Endpoint, Query]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, config: FakeApiConfig, dataset: Dataset | None = None) -> Simulator:
@@ -83,6 +88,8 @@ def _authorized(request: web.Request, api_key: str) -> bool:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count every response; in order: auth (401), injected faults, rate limit (429)."""
     sim = request.app[SIMULATOR]
+    if request.path.startswith(DOWNLOADS):
+        return await handler(request)  # not an API request: the token is the credential
     try:
         response = await _checked(request, handler, sim)
     except web.HTTPException as error:
@@ -130,12 +137,40 @@ async def serve_json(request: web.Request, endpoint: Endpoint) -> web.StreamResp
 
 
 async def serve_csv(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    """A streaming CSV endpoint: chunked, written as it is rendered (page/pageSize ignored)."""
+    """A streaming CSV endpoint: chunked, written as it is rendered (page/pageSize ignored).
+
+    With the `redirect_csv` knob it answers 302 to a one-time download URL instead, as an
+    API that hands large files to storage would (the doc's CSV examples use `curl -L`).
+    """
     sim = request.app[SIMULATOR]
     try:
         query = _query(request, sim)
     except QueryError as error:
         return error_response(400, str(error))
+    if sim.faults.redirect_csv is not None:
+        token = secrets.token_urlsafe(16)
+        sim.downloads[token] = (endpoint, query)
+        location = request.url.with_path(DOWNLOADS + token).with_query(None)
+        if sim.faults.redirect_csv == "other-host":
+            location = location.with_host("localhost")  # another origin: no credentials
+        raise web.HTTPFound(location)
+    return await _stream_csv(request, endpoint, query, sim)
+
+
+async def serve_download(request: web.Request) -> web.StreamResponse:
+    """A redirected CSV download, once per token; it notes whether credentials came along."""
+    sim = request.app[SIMULATOR]
+    sim.stats.downloads_with_auth += "Authorization" in request.headers
+    entry = sim.downloads.pop(request.match_info["token"], None)
+    if entry is None:
+        return error_response(404, "Unknown or used download link")
+    endpoint, query = entry
+    return await _stream_csv(request, endpoint, query, sim)
+
+
+async def _stream_csv(
+    request: web.Request, endpoint: Endpoint, query: Query, sim: Simulator
+) -> web.StreamResponse:
     faults = sim.faults
     renderer = CsvRenderer(sim.dataset, endpoint, faults.csv_format(), sim.cache, query.user)
     pieces = sim.dataset.pieces(endpoint, query.start, query.end)
@@ -190,6 +225,7 @@ def build_app(sim: Simulator) -> web.Application:
     for endpoint in Endpoint:
         app.router.add_get(endpoint.json_path, functools.partial(serve_json, endpoint=endpoint))
         app.router.add_get(endpoint.csv_path, functools.partial(serve_csv, endpoint=endpoint))
+    app.router.add_get(DOWNLOADS + "{token}", serve_download)
     return app
 
 

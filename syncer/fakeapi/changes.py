@@ -63,13 +63,14 @@ class Shape:
         return Shape(self.source, self.model, (*rest, (name, extension, added + bump, deleted)))
 
 
-def _shape(rng: random.Random, population: Population) -> Shape:
+def _shape(rng: random.Random, population: Population, new_source_rate: float) -> Shape:
     roll = rng.random()
     if roll < 0.6:
         source, model = "TAB", rng.choice(TAB_MODELS)
         count = 1 if rng.random() < 0.9 else 2
     else:
-        source = "COMPOSER" if roll < 0.98 else rng.choice(OTHER_SOURCES)
+        new = roll >= 1 - new_source_rate  # a source the doc does not list (yet)
+        source = rng.choice(OTHER_SOURCES) if new else "COMPOSER"
         model = rng.choice(COMPOSER_MODELS)
         count = rng.choice((1, 1, 2, 2, 3, 4, 5))
     files = []
@@ -88,14 +89,19 @@ class ChangeSource:
     endpoint = Endpoint.CHANGES
 
     def __init__(
-        self, seed: int, population: Population, timeline: Timeline, stamps: TimestampFormatter
+        self,
+        seed: int,
+        population: Population,
+        timeline: Timeline,
+        stamps: TimestampFormatter,
+        new_source_rate: float = 0.0,
     ) -> None:
         rng = random.Random(f"fakeapi-changes-{seed}")
         self.population = population
         self.timeline = timeline
         self.stamps = stamps
         self.perm = Permutation(KEY_BITS, seed * 2 + 2)
-        self.shapes = [_shape(rng, population) for _ in range(_SHAPES + 1)]
+        self.shapes = [_shape(rng, population, new_source_rate) for _ in range(_SHAPES + 1)]
         self.user_fields = [f"{u.encoded_id},{quote(u.email)}" for u in population.users]
         self.private = [u.private for u in population.users]
 

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--order", choices=("desc", "asc"), default=d.order, help="row order by createdAt")
     add("--csv-page-rows", type=int, default=d.csv_page_rows,
         help="rows per server-side CSV page")  # fmt: skip
+    add("--new-source-rate", type=float, default=d.new_source_rate,
+        help="fraction of changes with a source the doc does not list (CLI, BACKGROUND_AGENT)",
+    )  # fmt: skip
     _add_fault_arguments(parser)
 
 
@@ -72,6 +75,8 @@ def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     add("--permute-columns", action="store_true", help="shuffle the CSV column order")
     add("--malformed-rate", type=float, default=d.malformed_rate,
         help="fraction of CSV rows rendered unparseable")  # fmt: skip
+    add("--redirect-csv", choices=("same-host", "other-host"), default=None,
+        help="answer CSV requests with 302 to a one-time download URL")  # fmt: skip
 
 
 def config_from(args: argparse.Namespace) -> FakeApiConfig:
@@ -85,7 +90,8 @@ def config_from(args: argparse.Namespace) -> FakeApiConfig:
         fail_status=args.fail_status, cut_after_bytes=args.cut_after_bytes,
         cut_times=args.cut_times, chunk_delay=args.chunk_delay, bom=args.bom, crlf=args.crlf,
         extra_column=args.extra_column, permute_columns=args.permute_columns,
-        malformed_rate=args.malformed_rate,
+        malformed_rate=args.malformed_rate, new_source_rate=args.new_source_rate,
+        redirect_csv=args.redirect_csv,
     )  # fmt: skip
 
 

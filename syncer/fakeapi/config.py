@@ -31,6 +31,9 @@ class FakeApiConfig:
     order: str = "desc"
     #: rows per server-side CSV page ("pages of 10,000 records")
     csv_page_rows: int = 10_000
+    #: fraction of changes whose source is one the doc does not list (CLI, BACKGROUND_AGENT):
+    #: the API is an alpha and grows; 0 serves only the documented TAB and COMPOSER
+    new_source_rate: float = 0.0
     # faults ---------------------------------------------------------------------------
     #: every Nth API request fails with `fail_status` (0 = never)
     fail_every: int = 0
@@ -50,3 +53,6 @@ class FakeApiConfig:
     permute_columns: bool = False
     #: fraction of CSV rows rendered unparseable
     malformed_rate: float = 0.0
+    #: CSV endpoints answer 302 to a one-time download URL: None, "same-host" or
+    #: "other-host" (another origin, so clients must not send the key there)
+    redirect_csv: str | None = None

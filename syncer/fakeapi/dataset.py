@@ -97,6 +97,7 @@ class Dataset:
             Endpoint.CHANGES: ChangeSource(
                 seed, self.population,
                 Timeline(config.changes, start_ms, self.anchor_ms, config.live_rate), self.stamps,
+                config.new_source_rate,
             ),
         }  # fmt: skip
         self.edits = {endpoint: Edits() for endpoint in Endpoint}

@@ -10,6 +10,7 @@ from syncer.fakeapi.dataset import Dataset
 from syncer.fakeapi.render import EXTRA_COLUMN, CsvFormat, agent_version
 
 EXTRA_COLUMN_MODES = (None, "append", "insert")
+REDIRECT_MODES = (None, "same-host", "other-host")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Faults:
         self.crlf = config.crlf
         self.extra_column = config.extra_column
         self.permute_columns = config.permute_columns
+        #: CSV endpoints answer 302 to a download URL: None, "same-host" or "other-host"
+        self.redirect_csv = config.redirect_csv
+        if self.redirect_csv not in REDIRECT_MODES:
+            raise ValueError(f"redirect_csv must be one of {REDIRECT_MODES}")
         #: seconds each of the next requests spends on the way before the server counts it
         self.arrival_delays: list[float] = []
         self.requests = 0
@@ -76,7 +81,7 @@ class Faults:
         self.fail_every, self.failures, self.arrival_delays = 0, [], []
         self.cut_after_bytes, self.chunk_delay = None, 0.0
         self.bom = self.crlf = self.permute_columns = False
-        self.extra_column = None
+        self.extra_column = self.redirect_csv = None
         self.dataset.malformed_rate = 0.0
 
     def injection(self) -> Injection | None:

@@ -14,6 +14,8 @@ class Stats:
     rate_limited: int = 0
     bytes_sent: int = 0
     streams_cut: int = 0
+    #: redirected downloads that arrived with an Authorization header
+    downloads_with_auth: int = 0
 
     def record(self, path: str, status: int) -> None:
         """Count one response."""
@@ -32,4 +34,4 @@ class Stats:
     def reset(self) -> None:
         """Forget everything counted so far."""
         self.requests.clear()
-        self.rate_limited = self.bytes_sent = self.streams_cut = 0
+        self.rate_limited = self.bytes_sent = self.streams_cut = self.downloads_with_auth = 0
