@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tomllib
@@ -25,6 +26,7 @@ import yaml
 from syncer.cli import build_parser
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
+from syncer.errors import ConfigError
 from syncer.metrics import Metrics
 from syncer.store import Outcome
 from syncer.sync import PassResult
@@ -143,13 +145,15 @@ def compose() -> dict[str, Any]:
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's `${NAME:-default}` and `${NAME}` substitution."""
+    """Compose's `${NAME:-default}` (unset or empty), `${NAME-default}` (unset) and `${NAME}`."""
 
     def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(3) or ""
-        return env.get(name) or default
+        name, operator, default = match.group(1), match.group(2), match.group(3) or ""
+        if operator == ":-":
+            return env.get(name) or default
+        return env.get(name, default if operator == "-" else "")
 
-    return re.sub(r"\$\{(\w+)(:-([^}]*))?\}", substitute, value)
+    return re.sub(r"\$\{(\w+)(?:(:?-)([^}]*))?\}", substitute, value)
 
 
 def test_compose_parses_and_references_only_defined_services_and_volumes() -> None:
@@ -198,6 +202,37 @@ def test_the_demo_profile_adds_the_simulator_and_needs_no_api_key() -> None:
     assert env["CURSOR_API_BASE_URL"] == f"http://fake-api:{args.port}"
     assert "profiles" not in syncer
     assert "profiles" not in services["postgres"]
+
+
+@pytest.mark.parametrize("key", ["", "key_live_123"])
+def test_a_env_copied_from_the_example_talks_to_the_real_api(key: str) -> None:
+    dotenv = {name: value for name, (value, is_set, _) in env_example().items() if is_set}
+    syncer = compose()["services"]["syncer"]
+    env = {k: interpolate(str(v), {**dotenv, "CURSOR_API_KEY": key})
+           for k, v in syncer["environment"].items()}  # fmt: skip
+    assert env["CURSOR_API_BASE_URL"] == "https://api.cursor.com"
+    assert env["CURSOR_API_KEY"] == key, "never the demo key"
+    settings = Settings(CURSOR_API_KEY=env["CURSOR_API_KEY"])
+    if not key:
+        with pytest.raises(ConfigError, match="CURSOR_API_KEY is not set"):
+            settings.require_api_key()
+
+
+def test_one_service_builds_the_image_the_simulator_reuses() -> None:
+    services = compose()["services"]
+    assert "build" in services["syncer"]
+    assert "build" not in services["fake-api"], "two builders of one tag race"
+    assert services["fake-api"]["image"] == services["syncer"]["image"]
+
+
+def test_the_simulator_stops_cleanly_on_sigterm() -> None:
+    command = [sys.executable, "-m", "syncer", "fake-api", "--port", "0", "--commits", "10",
+               "--changes", "10"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        assert "fake Cursor API on http://127.0.0.1:" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
 
 
 def test_syncer_gets_longer_to_stop_than_its_shutdown_timeout() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from datetime import datetime
 
 from syncer.fakeapi.config import FakeApiConfig
@@ -96,7 +97,15 @@ def config_from(args: argparse.Namespace) -> FakeApiConfig:
 
 
 async def run(args: argparse.Namespace) -> None:
-    """Serve until cancelled; print the URL and key once listening."""
-    async with FakeApi(config_from(args), host=args.host, port=args.port) as api:
-        print(f"fake Cursor API on {api.url} (API key: {api.config.api_key})", flush=True)
-        await asyncio.Event().wait()
+    """Serve until cancelled or SIGTERM/SIGINT; print the URL and key once listening."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a container's PID 1 gets SIGTERM
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with FakeApi(config_from(args), host=args.host, port=args.port) as api:
+            print(f"fake Cursor API on {api.url} (API key: {api.config.api_key})", flush=True)
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
