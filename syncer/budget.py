@@ -39,7 +39,7 @@ import structlog
 
 from syncer.config import Settings
 from syncer.errors import DatabaseError
-from syncer.ratelimit import SETTLE_POLL, Grant, RateLimiters
+from syncer.ratelimit import Grant, RateLimiters, settle_poll
 from syncer.store import Store
 
 log = structlog.get_logger(__name__)
@@ -247,8 +247,9 @@ class PostgresBudget:
             slot = next_slot(times, row["not_before"], now, self.requests, period)
             if slot > now:
                 wait = (slot - now).total_seconds()
-                if len(times) >= self.requests and times[-self.requests] >= now:
-                    wait = min(wait, SETTLE_POLL)  # held back by a request in flight
+                flying = any(counted[g] >= now for g in pending if g in counted)
+                if flying and len(times) >= self.requests and times[-self.requests] >= now:
+                    wait = min(wait, settle_poll(self.period))  # held back by one in flight
                 return None, wait
             booking = max([now, *(g + _TICK for g in counted)])  # unique: settled by value
             kept = sorted(g for g, at in counted.items() if at > now - period)

@@ -11,14 +11,15 @@ The server counts a request when it arrives, the limiter when it lets it go, and
 drift apart by any amount: a slow connect, a busy event loop on either side. So a grant is
 *settled* once the client knows the server has counted it (its response began, or the attempt
 failed), and its time moves to that instant. Until then it counts as "now", since the server
-may count it at any moment. A grant's recorded time is thus never earlier than its arrival, and
-a request let go `period` after it can never share the server's window with it, whatever the
-delays were.
+may count it at any moment, and a waiter it holds back sleeps until it is settled. A grant's
+recorded time is thus never earlier than its arrival, and a request let go `period` after it
+can never share the server's window with it, whatever the delays were.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,8 +28,10 @@ from typing import Protocol
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 
-#: How often a waiter looks again while the grant holding it back is still unsettled.
-SETTLE_POLL = 0.05
+
+def settle_poll(period: float) -> float:
+    """How often a waiter in another process looks again while a request is in flight."""
+    return min(1.0, max(0.05, period / 20))
 
 
 class Grant:
@@ -86,6 +89,7 @@ class RateLimiter:
         self._grants: deque[Grant] = deque()
         self._not_before = float("-inf")
         self._turn = asyncio.Lock()
+        self._settled = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"RateLimiter(requests={self.requests}, period={self.period})"
@@ -95,7 +99,12 @@ class RateLimiter:
         started = self._clock()
         async with self._turn:
             while (delay := self._delay(self._clock())) > 0:
-                await self._sleep(delay)
+                if self._in_flight_binds(self._clock()):
+                    self._settled.clear()  # woken by the settle (within a period at most)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._settled.wait(), delay)
+                else:
+                    await self._sleep(delay)
             now = self._clock()
             grant = Grant(self.key, now, now - started)
             self._grants.append(grant)
@@ -106,6 +115,7 @@ class RateLimiter:
         if not grant.settled:
             grant.at = max(grant.at, self._clock())
             grant.settled = True
+            self._settled.set()
 
     def penalize(self, retry_after: float) -> None:
         """Grant nothing for the next `retry_after` seconds."""
@@ -117,12 +127,23 @@ class RateLimiter:
             self._grants.popleft()  # too old to hold anything back
         delay = self._not_before - now
         if len(self._grants) >= self.requests:
-            counted = sorted(g.at if g.settled else max(g.at, now) for g in self._grants)
-            binding = counted[-self.requests]
-            delay = max(delay, binding + self.period - now)
-            if binding >= now and delay > 0:
-                delay = min(delay, SETTLE_POLL)  # held back by a request in flight
+            delay = max(delay, self._counted(now)[-self.requests] + self.period - now)
         return delay
+
+    def _in_flight_binds(self, now: float) -> bool:
+        """Whether the next grant waits on an unsettled one (counted as "now" until settled).
+
+        Then its delay is a whole period that moves with the clock: only the settle can fix
+        it, so the waiter waits for that rather than on the clock.
+        """
+        if len(self._grants) < self.requests or self._not_before > now:
+            return False
+        unsettled = any(not g.settled for g in self._grants)
+        return unsettled and self._counted(now)[-self.requests] >= now
+
+    def _counted(self, now: float) -> list[float]:
+        """The grants' times, unsettled ones as `now`, sorted."""
+        return sorted(g.at if g.settled else max(g.at, now) for g in self._grants)
 
 
 class RateLimiters:
