@@ -98,8 +98,11 @@ class RateLimiter:
         """Wait for the next free slot in the window and take it."""
         started = self._clock()
         async with self._turn:
-            while (delay := self._delay(self._clock())) > 0:
-                if self._in_flight_binds(self._clock()):
+            while True:
+                delay, in_flight = self._wait(self._clock())
+                if delay <= 0:
+                    break
+                if in_flight:
                     self._settled.clear()  # woken by the settle (within a period at most)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._settled.wait(), delay)
@@ -121,29 +124,23 @@ class RateLimiter:
         """Grant nothing for the next `retry_after` seconds."""
         self._not_before = max(self._not_before, self._clock() + max(0.0, retry_after))
 
-    def _delay(self, now: float) -> float:
-        """Seconds to wait before a grant at `now` keeps every window within the limit."""
+    def _wait(self, now: float) -> tuple[float, bool]:
+        """Seconds before a grant at `now` keeps every window within the limit, and whether an
+        unsettled grant (counted as "now") is what holds it back.
+
+        In that case the delay is a whole period that moves with the clock: only the settle
+        can fix it, so the waiter waits for that rather than on the clock.
+        """
         while self._grants and self._grants[0].settled and self._grants[0].at <= now - self.period:
             self._grants.popleft()  # too old to hold anything back
-        delay = self._not_before - now
+        delay, in_flight = self._not_before - now, False
         if len(self._grants) >= self.requests:
-            delay = max(delay, self._counted(now)[-self.requests] + self.period - now)
-        return delay
-
-    def _in_flight_binds(self, now: float) -> bool:
-        """Whether the next grant waits on an unsettled one (counted as "now" until settled).
-
-        Then its delay is a whole period that moves with the clock: only the settle can fix
-        it, so the waiter waits for that rather than on the clock.
-        """
-        if len(self._grants) < self.requests or self._not_before > now:
-            return False
-        unsettled = any(not g.settled for g in self._grants)
-        return unsettled and self._counted(now)[-self.requests] >= now
-
-    def _counted(self, now: float) -> list[float]:
-        """The grants' times, unsettled ones as `now`, sorted."""
-        return sorted(g.at if g.settled else max(g.at, now) for g in self._grants)
+            counted = sorted(g.at if g.settled else max(g.at, now) for g in self._grants)
+            binding = counted[-self.requests]
+            delay = max(delay, binding + self.period - now)
+            unsettled = any(not g.settled for g in self._grants)
+            in_flight = unsettled and binding >= now and self._not_before <= now
+        return delay, in_flight
 
 
 class RateLimiters:
