@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from syncer.api import CHUNK_SIZE, CursorClient
+from syncer.client.api import CHUNK_SIZE, CursorClient
 from syncer.config import Settings
-from syncer.csvstream import CsvParser
 from syncer.endpoints import Endpoint
-from syncer.rows import Rejected
+from syncer.parse.parser import CsvParser
+from syncer.parse.rows import Rejected
 
 ANCHOR = "2025-08-01T00:00:00Z"
 START = datetime(2025, 6, 1, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from syncer.schema import metadata
+from syncer.store.schema import metadata
 
 config = context.config
 
@@ -29,7 +29,7 @@ async def _run_async(url: str) -> None:
 
 
 def _url() -> str:
-    from syncer.db import to_asyncpg_url
+    from syncer.store.db import to_asyncpg_url
 
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
     if not url:

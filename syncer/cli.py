@@ -17,7 +17,7 @@ Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.db import create_engine, database_url, migrate, redact, to_libpq_url
+    from syncer.store.db import create_engine, database_url, migrate, redact, to_libpq_url
 
     url = database_url(settings)
     engine = create_engine(url)

@@ -15,14 +15,14 @@ import structlog
 from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 
-from syncer.api import CursorClient
-from syncer.budget import PostgresBudget
+from syncer.client.api import CursorClient
+from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
-from syncer.db import database_url, migrate
 from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError, DatabaseError, SyncerError
-from syncer.schema import sync_runs, sync_state
-from syncer.store import Outcome, Store
+from syncer.store.db import database_url, migrate
+from syncer.store.schema import sync_runs, sync_state
+from syncer.store.store import Outcome, Store
 from syncer.sync import NoProgress, Pass, PassResult, Progress
 from syncer.timespec import isoformat_z, parse_spec
 
@@ -256,7 +256,7 @@ def print_status_table(statuses: Sequence[EndpointStatus]) -> None:
 async def run_command(settings: Settings) -> int:
     """`syncer run`: the daemon."""
     try:
-        from syncer.scheduler import run_daemon
+        from syncer.daemon.scheduler import run_daemon
     except ImportError:
         raise SyncerError("`syncer run` is not implemented yet (issue: the daemon)") from None
     return await run_daemon(settings)

@@ -8,8 +8,8 @@ from pydantic import SecretStr
 
 from syncer.commands import backfill_command, run_command, status_command
 from syncer.config import Settings
-from syncer.db import database_url, to_libpq_url
 from syncer.fakeapi import FakeApi, FakeApiConfig
+from syncer.store.db import database_url, to_libpq_url
 
 DEMO_DAYS = 21
 

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 
 from syncer.endpoints import Endpoint
-from syncer.store import BatchCounts
+from syncer.store.store import BatchCounts
 from syncer.sync import Window
 
 log = structlog.get_logger(__name__)

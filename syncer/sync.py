@@ -24,8 +24,7 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from syncer.api import CursorClient
-from syncer.batch import later
+from syncer.client.api import CursorClient
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -35,8 +34,9 @@ from syncer.errors import (
     StreamInterrupted,
     SyncerError,
 )
-from syncer.rawcsv import raw_columns
-from syncer.store import Batch, BatchCounts, Outcome, RawBatch, Store
+from syncer.parse.blocks import raw_columns
+from syncer.store.batch import later
+from syncer.store.store import Batch, BatchCounts, Outcome, RawBatch, Store
 from syncer.timespec import isoformat_z, parse_spec
 
 log = structlog.get_logger(__name__)

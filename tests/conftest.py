@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from syncer.db import create_engine, migrate, to_libpq_url
+from syncer.store.db import create_engine, migrate, to_libpq_url
 
 SYNCED_TABLES = (
     "ai_code_change_files",
@@ -47,7 +47,7 @@ def server_url() -> Iterator[str]:
     if _reachable("127.0.0.1", 5432):
         yield "postgresql://postgres@127.0.0.1:5432/postgres"
         return
-    from syncer.embedded import EmbeddedPostgres
+    from syncer.store.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(Path(tempfile.gettempdir()) / f"syncer-test-pg-{os.getuid()}")
     embedded.start()

@@ -9,7 +9,7 @@ import sys
 import asyncpg
 import pytest
 
-from syncer.db import to_libpq_url
+from syncer.store.db import to_libpq_url
 
 COMMANDS = ("run", "sync", "backfill", "status", "migrate", "fake-api")
 

@@ -11,9 +11,9 @@ import pytest
 import structlog
 
 from syncer.config import LogFormat, Settings, load_settings
-from syncer.db import redact, to_asyncpg_url, to_libpq_url
 from syncer.errors import ConfigError
 from syncer.logs import configure_logging
+from syncer.store.db import redact, to_asyncpg_url, to_libpq_url
 from syncer.timespec import format_duration, parse_duration, parse_spec
 
 KEY = "key_live_1234567890abcdef"

@@ -25,12 +25,12 @@ import yaml
 
 from syncer.cli import build_parser
 from syncer.config import Settings
+from syncer.daemon.metrics import Metrics
+from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError
-from syncer.metrics import Metrics
-from syncer.store import Outcome
+from syncer.store.store import Outcome
 from syncer.sync import PassResult
-from syncer.web import Health, build_app, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIABLES = {str(f.validation_alias): name for name, f in Settings.model_fields.items()}

@@ -17,10 +17,10 @@ import pytest
 import syncer.sync
 from syncer.commands import backfill_command, sync_command
 from syncer.config import Settings
-from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
-from syncer.store import Outcome, Store
+from syncer.store.db import to_libpq_url
+from syncer.store.store import Outcome, Store
 
 from .truth import assert_equals_truth, stored, truth
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
+from syncer.store.db import to_libpq_url
 
 EVER = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)

@@ -51,7 +51,7 @@ def database_url(settings: Settings) -> str:
     """The configured DATABASE_URL, or the embedded server's (started if needed), asyncpg form."""
     if settings.database_url is not None:
         return to_asyncpg_url(settings.database_url.get_secret_value())
-    from syncer.embedded import EmbeddedPostgres
+    from syncer.store.embedded import EmbeddedPostgres
 
     return to_asyncpg_url(EmbeddedPostgres(settings.sync_data_dir).start())
 

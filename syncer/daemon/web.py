@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from syncer.daemon.metrics import Metrics
 from syncer.endpoints import Endpoint
-from syncer.metrics import Metrics
-from syncer.store import Outcome
+from syncer.store.store import Outcome
 from syncer.sync import PassResult
 from syncer.timespec import isoformat_z
 

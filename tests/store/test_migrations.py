@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from syncer.db import create_engine, downgrade, head_revision, migrate, to_libpq_url
+from syncer.store.db import create_engine, downgrade, head_revision, migrate, to_libpq_url
 
 CONTRACT_COLUMNS = {
     "ai_commits": {

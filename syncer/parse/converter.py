@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from syncer.endpoints import Column, Kind
-from syncer.rows import Row, to_files, to_int, to_timestamp
+from syncer.parse.rows import Row, to_files, to_int, to_timestamp
 
 Convert = Callable[[list[str]], Row]
 

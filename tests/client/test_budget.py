@@ -11,13 +11,13 @@ from time import monotonic
 
 import pytest
 
-from syncer.api import CursorClient
-from syncer.budget import PostgresBudget, default_margin, next_slot
+from syncer.client.api import CursorClient
+from syncer.client.budget import PostgresBudget, default_margin, next_slot
 from syncer.config import Settings
-from syncer.db import create_engine
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
-from syncer.store import Store
+from syncer.store.db import create_engine
+from syncer.store.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MINUTE = timedelta(seconds=60)

@@ -14,18 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import syncer.store.writer
 import syncer.sync
-import syncer.writer
 from syncer.commands import sync_command
-from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
-from syncer.rawcsv import BlockCutter, RawBlock, header_names, is_plain, raw_columns
-from syncer.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
-from syncer.store import Batch, BatchCounts, RawBatch, Store
-
-from .test_sync import last_runs, settings_for, sim_config
-from .truth import EVER, FAR, assert_equals_truth
+from syncer.parse.blocks import BlockCutter, RawBlock, header_names, is_plain, raw_columns
+from syncer.parse.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
+from syncer.store.db import to_libpq_url
+from syncer.store.store import Batch, BatchCounts, RawBatch, Store
+from tests.test_sync import last_runs, settings_for, sim_config
+from tests.truth import EVER, FAR, assert_equals_truth
 
 NOW = datetime.now(timezone.utc)
 
@@ -41,7 +40,7 @@ class RawStats:
 @pytest.fixture
 def stats(monkeypatch: pytest.MonkeyPatch) -> RawStats:
     counted = RawStats()
-    original = syncer.writer.prepare_raw
+    original = syncer.store.writer.prepare_raw
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -52,7 +51,7 @@ def stats(monkeypatch: pytest.MonkeyPatch) -> RawStats:
         counted.raw += 1
         return result
 
-    monkeypatch.setattr(syncer.writer, "prepare_raw", counting)
+    monkeypatch.setattr(syncer.store.writer, "prepare_raw", counting)
     return counted
 
 

@@ -1,11 +1,11 @@
 """Bytes in, typed rows (or rejected rows) out: the incremental parser of the API's CSV streams.
 
-Rows and their conversions are defined in `syncer.rows`.
+Rows and their conversions are defined in `syncer.parse.rows`.
 
 How it stays fast: bytes are decoded incrementally, the text is cut at the last newline that
-lies outside quotes (quote parity; `syncer.records` where that may be wrong), and each
+lies outside quotes (quote parity; `syncer.parse.records` where that may be wrong), and each
 complete block goes to the C `csv` reader in one call. Each record is then converted by one
-function compiled from the header (`syncer.converter`); anything unusual makes it raise, and
+function compiled from the header (`syncer.parse.converter`); anything unusual makes it raise, and
 the record is converted again column by column to name what is wrong.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import structlog
 
-from syncer.converter import Convert, compile_converter, extra_reader, no_extra, refuse
 from syncer.endpoints import Column, Endpoint
 from syncer.errors import DataError
-from syncer.records import (
+from syncer.parse.converter import Convert, compile_converter, extra_reader, no_extra, refuse
+from syncer.parse.records import (
     RESYNC_SIZE,
     next_resync,
     records_end,
@@ -33,7 +33,7 @@ from syncer.records import (
     split_first_record,
     split_records,
 )
-from syncer.rows import (
+from syncer.parse.rows import (
     Rejected,
     Row,
     careful_converter,

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
-from syncer.rows import Rejected
-from syncer.store import Batch, Store
+from syncer.parse.rows import Rejected
+from syncer.store.db import to_libpq_url
+from syncer.store.store import Batch, Store
 
 T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from syncer.endpoints import Endpoint
-from syncer.records import (
+from syncer.parse.records import (
     RESYNC_SIZE,
     boundary_after,
     next_resync,

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from syncer.endpoints import Endpoint
 from syncer.errors import ApiError
-from syncer.store import BatchCounts, Outcome
+from syncer.store.store import BatchCounts, Outcome
 from syncer.sync import PassResult, Window
 
 #: Pass durations span a quiet 1-second incremental pass to a first 30-day load.

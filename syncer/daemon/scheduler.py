@@ -35,10 +35,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from syncer.api import CursorClient
-from syncer.budget import PostgresBudget
+from syncer.client.api import CursorClient
+from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
-from syncer.db import create_engine, database_url, migrate, redact
+from syncer.daemon.metrics import Metrics
+from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import (
     ApiUnreachable,
@@ -52,11 +53,10 @@ from syncer.errors import (
     StreamInterrupted,
     SyncerError,
 )
-from syncer.metrics import Metrics
-from syncer.store import Outcome, Store
+from syncer.store.db import create_engine, database_url, migrate, redact
+from syncer.store.store import Outcome, Store
+from syncer.store.writer import reason
 from syncer.sync import Pass, PassResult
-from syncer.web import Health, build_app, serve
-from syncer.writer import reason
 
 log = structlog.get_logger(__name__)
 

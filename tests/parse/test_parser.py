@@ -14,11 +14,11 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncer.csvstream import CsvParser, _warn_unknown_column, parse_batches, parse_stream
 from syncer.endpoints import Column, Endpoint, Kind
 from syncer.errors import DataError
-from syncer.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
-from syncer.rows import BIGINT_MAX, BIGINT_MIN, Rejected, Row, json_row, row_as_dict
+from syncer.parse.parser import CsvParser, _warn_unknown_column, parse_batches, parse_stream
+from syncer.parse.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
+from syncer.parse.rows import BIGINT_MAX, BIGINT_MIN, Rejected, Row, json_row, row_as_dict
 from syncer.timespec import isoformat_z
 
 UTC = timezone.utc

@@ -1,7 +1,7 @@
 """Batches: the rows of one endpoint written together, and what writing them did.
 
 A `Batch` holds parsed rows (the typed path); a `RawBatch` holds a block of CSV records for
-the server to parse (the raw path). Either goes to a `BatchWriter` (syncer.writer).
+the server to parse (the raw path). Either goes to a `BatchWriter` (syncer.store.writer).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from syncer.csvstream import CsvParser
 from syncer.endpoints import Endpoint
-from syncer.rawcsv import RawBlock
-from syncer.rows import Rejected, Row
+from syncer.parse.blocks import RawBlock
+from syncer.parse.parser import CsvParser
+from syncer.parse.rows import Rejected, Row
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from syncer.ratelimit import RateLimiter, RateLimiters
+from syncer.client.ratelimit import RateLimiter, RateLimiters
 
 
 class FakeTime:

@@ -9,12 +9,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncer.daemon.metrics import Metrics, endpoint_label
+from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import ApiUnreachable, RateLimited
-from syncer.metrics import Metrics, endpoint_label
-from syncer.store import BatchCounts, Outcome
+from syncer.store.store import BatchCounts, Outcome
 from syncer.sync import PassResult
-from syncer.web import Health, build_app, serve
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 MAX_AGE = timedelta(minutes=15)

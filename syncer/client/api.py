@@ -18,8 +18,8 @@ import aiohttp
 import structlog
 
 from syncer import __version__
+from syncer.client.ratelimit import RateLimiters, RequestBudget
 from syncer.config import Settings
-from syncer.csvstream import parse_batches
 from syncer.endpoints import Endpoint
 from syncer.errors import (
     ApiError,
@@ -33,10 +33,10 @@ from syncer.errors import (
     ServerError,
     StreamInterrupted,
 )
-from syncer.pages import Page, read_page
-from syncer.ratelimit import RateLimiters, RequestBudget
-from syncer.rawcsv import RawBlock, cut_blocks
-from syncer.rows import Rejected, Row
+from syncer.parse.blocks import RawBlock, cut_blocks
+from syncer.parse.pages import Page, read_page
+from syncer.parse.parser import parse_batches
+from syncer.parse.rows import Rejected, Row
 from syncer.timespec import isoformat_z
 
 log = structlog.get_logger(__name__)
@@ -347,7 +347,7 @@ def default_budget(settings: Settings) -> RateLimiters:
     """The in-process budget of the settings' rate limit, its window kept slightly wide.
 
     Settled grants already absorb the delays between the limiter and the server (see
-    `syncer.ratelimit`); the margin, 2% of the period, at least 0.1 s and at most a second,
+    `syncer.client.ratelimit`); the margin, 2% of the period, at least 0.1 s and at most a second,
     covers what they cannot: the server's clock or its window boundaries running a little
     differently from ours.
     """

@@ -10,7 +10,7 @@ import aiohttp
 
 from syncer.endpoints import Endpoint
 from syncer.errors import DataError
-from syncer.rows import Rejected, Row, json_row
+from syncer.parse.rows import Rejected, Row, json_row
 
 
 @dataclass(frozen=True, slots=True)

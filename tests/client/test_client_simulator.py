@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from syncer.api import CursorClient, default_budget
+from syncer.client.api import CursorClient, default_budget
+from syncer.client.ratelimit import Grant
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import AuthError
 from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.fakeapi.csvtext import AGENT_TOOL
 from syncer.fakeapi.render import EXTRA_COLUMN, agent_version
-from syncer.ratelimit import Grant
-from syncer.rows import Rejected, Row, row_as_dict
+from syncer.parse.rows import Rejected, Row, row_as_dict
 
 UTC = timezone.utc
 ANCHOR = datetime(2025, 8, 1, tzinfo=UTC)

@@ -12,7 +12,7 @@ sleeps until the earliest instant it could, then asks again. Transactions stay a
 milliseconds long and no lock is held while waiting.
 
 The server counts a request when it arrives, and a request can be late on the way (a slow
-connect, a busy event loop on either side). So, as in `syncer.ratelimit`, a grant is booked as
+connect, a busy event loop on either side). So, as in `client.ratelimit`, a grant is booked as
 *pending* and settled once the response began or the attempt failed: its time then moves to
 that instant, which is never earlier than the server's count. A pending grant counts as "now"
 (the server may count it at any moment), for at most the client's connect and read timeouts,
@@ -37,10 +37,10 @@ from typing import TypeVar
 
 import structlog
 
+from syncer.client.ratelimit import Grant, RateLimiters, settle_poll
 from syncer.config import Settings
 from syncer.errors import DatabaseError
-from syncer.ratelimit import Grant, RateLimiters, settle_poll
-from syncer.store import Store
+from syncer.store.store import Store
 
 log = structlog.get_logger(__name__)
 

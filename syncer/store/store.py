@@ -1,7 +1,7 @@
 """`Store`: the database side of a sync — the endpoint lock, writers, sync state, the run log.
 
 The hot path (staged COPY upserts, child-row replacement, quarantine, the mark) is
-`BatchWriter` in syncer.writer, on asyncpg directly; everything else goes through SQLAlchemy.
+`BatchWriter` in syncer.store.writer, on asyncpg directly; everything else goes through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from syncer.batch import Batch, BatchCounts, RawBatch
-from syncer.db import create_engine, redact, to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.errors import DatabaseError, EndpointBusy
-from syncer.schema import sync_runs, sync_state
-from syncer.writer import DB_ERRORS, STAGE_DDL, BatchWriter, reason
+from syncer.store.batch import Batch, BatchCounts, RawBatch
+from syncer.store.db import create_engine, redact, to_libpq_url
+from syncer.store.schema import sync_runs, sync_state
+from syncer.store.writer import DB_ERRORS, STAGE_DDL, BatchWriter, reason
 
 log = structlog.get_logger(__name__)
 

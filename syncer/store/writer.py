@@ -1,7 +1,7 @@
 """`BatchWriter`: one connection's hot path — stage, upsert, replace files, quarantine, mark.
 
 It speaks asyncpg directly. The typed path stages parsed rows by binary COPY, then one
-set-based upsert per batch; the raw path (syncer.rawstore) stages the CSV bytes and lets
+set-based upsert per batch; the raw path (syncer.store.rawsql) stages the CSV bytes and lets
 the server type them, falling back to the typed path for a block it cannot read alike.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from syncer.batch import Batch, BatchCounts, RawBatch, Turn, later
 from syncer.endpoints import Endpoint
 from syncer.errors import DatabaseError
-from syncer.rawstore import apply_raw, guarded_upsert, prepare_raw, stage_ddl
-from syncer.rows import Row
-from syncer.schema import ai_code_change_files
+from syncer.parse.rows import Row
+from syncer.store.batch import Batch, BatchCounts, RawBatch, Turn, later
+from syncer.store.rawsql import apply_raw, guarded_upsert, prepare_raw, stage_ddl
+from syncer.store.schema import ai_code_change_files
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ _STAGE_CHANGES = _stage_ddl(
 )
 
 
-# Both paths define the digest alike (see syncer.rawstore): md5 of the file list's jsonb text.
+# Both paths define the digest alike (see syncer.store.rawsql): md5 of the file list's jsonb text.
 _SELECT = {"extra": "extra::jsonb", "files_digest": "md5(files::jsonb::text)"}
 
 

@@ -20,11 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncer.config import Settings
-from syncer.db import to_libpq_url
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
-
-from .truth import assert_equals_truth
+from syncer.store.db import to_libpq_url
+from tests.truth import assert_equals_truth
 
 pytestmark = pytest.mark.slow
 
@@ -286,7 +285,7 @@ async def test_an_api_outage_turns_health_503_and_heals_without_a_restart(
 async def test_the_daemon_waits_for_postgresql_and_survives_its_restart(
     daemons: Callable[..., Awaitable[Daemon]], tmp_path: Path
 ) -> None:
-    embedded_module = pytest.importorskip("syncer.embedded")
+    embedded_module = pytest.importorskip("syncer.store.embedded")
     pg = embedded_module.EmbeddedPostgres(tmp_path / "pg", port=free_port())
     url = await asyncio.to_thread(pg.start)
     await asyncio.to_thread(pg.stop)

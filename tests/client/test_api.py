@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from syncer.api import USER_AGENT, CursorClient, parse_retry_after
+from syncer.client.api import USER_AGENT, CursorClient, parse_retry_after
+from syncer.client.ratelimit import Grant, RateLimiters
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -28,9 +29,8 @@ from syncer.errors import (
     ServerError,
     StreamInterrupted,
 )
-from syncer.pages import Page
-from syncer.ratelimit import Grant, RateLimiters
-from syncer.rows import Rejected, Row
+from syncer.parse.pages import Page
+from syncer.parse.rows import Rejected, Row
 
 UTC = timezone.utc
 KEY = "key_SECRET_abc123"

@@ -1,0 +1,1 @@
+"""The Cursor API client: one session, typed errors, retries, the rate budget."""

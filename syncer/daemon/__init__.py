@@ -1,0 +1,1 @@
+"""`syncer run`: the scheduler, `/healthz` and `/metrics`."""

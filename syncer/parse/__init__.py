@@ -1,0 +1,1 @@
+"""Bytes to rows: blocks of whole CSV records, typed rows or rejected rows; no HTTP, no DB."""

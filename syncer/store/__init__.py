@@ -1,0 +1,1 @@
+"""PostgreSQL: engines, schema, staging COPY, upserts, the mark, the run log."""
