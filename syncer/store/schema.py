@@ -53,6 +53,7 @@ ai_commits = Table(
     _ts("created_at", nullable=False),
     Column("extra", JSONB),
     _ts("synced_at", nullable=False, now=True),
+    Column("commit_source", Text),
     Index("ix_ai_commits_created_at", "created_at"),
     Index("ix_ai_commits_commit_ts", "commit_ts"),
     Index("ix_ai_commits_user_email", "user_email"),

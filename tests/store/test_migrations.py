@@ -30,6 +30,7 @@ CONTRACT_COLUMNS = {
         "created_at": "timestamp with time zone",
         "extra": "jsonb",
         "synced_at": "timestamp with time zone",
+        "commit_source": "text",
     },
     "ai_code_changes": {
         "change_id": "text",
@@ -189,3 +190,36 @@ async def test_concurrent_migrations_take_turns(new_database: object) -> None:
             await e.dispose()
     assert sorted(before or "" for before, _ in results) == ["", head_revision(), head_revision()]
     assert {after for _, after in results} == {head_revision()}
+
+
+async def test_commit_source_kept_in_extra_moves_into_its_column(new_database: object) -> None:
+    """Rows stored before 0003 kept `commit_source` in `extra`; the upgrade moves it, both ways."""
+    url: str = await new_database()  # type: ignore[operator]
+    engine = create_engine(url)
+    try:
+        await migrate(engine, "0002")
+        conn = await asyncpg.connect(to_libpq_url(url))
+        try:
+            await conn.execute(
+                "INSERT INTO ai_commits (commit_hash, created_at, extra) VALUES "
+                "('a', now(), '{\"commit_source\": \"cli\"}'), "
+                '(\'b\', now(), \'{"commitSource": "cloud", "other": 1}\'), '
+                "('c', now(), NULL)"
+            )
+            await migrate(engine)
+            rows = await conn.fetch(
+                "SELECT commit_hash, commit_source, extra::text AS extra FROM ai_commits "
+                "ORDER BY commit_hash"
+            )
+            assert [tuple(r) for r in rows] == [
+                ("a", "cli", None),
+                ("b", "cloud", '{"other": 1}'),
+                ("c", None, None),
+            ]
+            await downgrade(engine, "0002")
+            extras = await conn.fetch("SELECT extra->>'commit_source' FROM ai_commits ORDER BY 1")
+            assert [r[0] for r in extras] == ["cli", "cloud", None]
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()
