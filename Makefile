@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SOURCES := syncer tests migrations bench
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-fast lint format demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("syncer needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -17,12 +18,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: install
-	$(BIN)/pytest
+# Everything, as CI runs it (lint first: a style or type error fails faster than the suite).
+test: lint
+	$(BIN)/pytest --durations=10
+
+# The inner loop: everything but the end-to-end tests that start subprocesses.
+test-fast: install
+	$(BIN)/pytest -m "not slow" -q
 
 lint: install
-	$(BIN)/ruff check syncer tests migrations bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix $(SOURCES)
+	$(BIN)/ruff format $(SOURCES)
 
 demo: install
 	$(BIN)/syncer demo

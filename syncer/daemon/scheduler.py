@@ -168,7 +168,7 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 before, after = await migrate(engine)
-            except Exception as exc:  # any driver error: the database is not there yet
+            except Exception as exc:  # noqa: BLE001 - any driver error: the database is not there yet
                 log.warning(
                     "database_unavailable", database=where, error=reason(exc),
                     retry_in_seconds=delay,

@@ -204,10 +204,10 @@ class CsvParser:
         line = first - 1
         fields: list[str] = []
         try:
-            for line, fields in enumerate(csv.reader(_lines(block)), first):  # noqa: B007
+            for line, fields in enumerate(csv.reader(_lines(block)), first):
                 try:
                     append(convert(fields))
-                except Exception:  # any failure: the careful path names it
+                except Exception:  # noqa: BLE001 - any failure: the careful path names it
                     if (checked := careful(fields, line, None)) is not None:
                         append(checked)
         except csv.Error:
