@@ -20,10 +20,11 @@ from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError, DatabaseError, SyncerError
+from syncer.results import NoProgress, Outcome, PassResult, Progress
 from syncer.store.db import database_url, migrate
 from syncer.store.schema import sync_runs, sync_state
-from syncer.store.store import Outcome, Store
-from syncer.sync import NoProgress, Pass, PassResult, Progress
+from syncer.store.store import Store
+from syncer.sync import Pass
 from syncer.timespec import isoformat_z, parse_spec
 
 log = structlog.get_logger(__name__)

@@ -10,7 +10,6 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -20,23 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from syncer.endpoints import Endpoint
 from syncer.errors import DatabaseError, EndpointBusy
-from syncer.store.batch import Batch, BatchCounts, RawBatch
+from syncer.results import BatchCounts, Outcome
+from syncer.store.batch import Batch, RawBatch
 from syncer.store.db import create_engine, redact, to_libpq_url
 from syncer.store.schema import sync_runs, sync_state
 from syncer.store.writer import DB_ERRORS, STAGE_DDL, BatchWriter, reason
 
 log = structlog.get_logger(__name__)
-
-
-class Outcome(str, Enum):
-    """How a pass ended, as written to `sync_runs.outcome`."""
-
-    RUNNING = "running"  #: in flight (or the process died: see ABANDONED)
-    SUCCESS = "success"  #: every window consumed and committed
-    FAILED = "failed"  #: stopped on an error; committed batches stay, the mark did not pass them
-    INTERRUPTED = "interrupted"  #: cancelled by shutdown; the batch in flight rolled back
-    SKIPPED = "skipped"  #: another process held the endpoint's lock
-    ABANDONED = "abandoned"  #: found still "running" by a later pass: its process died
 
 
 def _lock_key(endpoint: Endpoint) -> int:
@@ -115,13 +104,6 @@ class Store:
             except DB_ERRORS as exc:
                 raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
             yield BatchWriter(conn)
-
-    async def write_batch(
-        self, batch: Batch, *, run_id: str, mark: datetime | None = None
-    ) -> BatchCounts:
-        """Write one batch on a connection of its own (`writer` serves a stream of them)."""
-        async with self.writer() as writer:
-            return await writer.write(batch, run_id=run_id, mark=mark)
 
     # -- state and run log -------------------------------------------------------------------
 
