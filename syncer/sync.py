@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from time import monotonic
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from syncer.store.batch import Batch, RawBatch
 from syncer.store.mark import may_advance
 from syncer.store.ordered import OrderedWriter
 from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 from syncer.timespec import isoformat_z, parse_spec
 
 log = structlog.get_logger(__name__)
@@ -109,6 +111,7 @@ class Pass:
         windows = plan_windows(start, end, self.settings.sync_window)
         self.progress.planned(self.endpoint, len(windows))
         row_id = await self.store.start_run(self.run_id, self.endpoint, self.command, start, end)
+        requests = self.api.requests(self.endpoint)  # this pass's are counted from here
         try:
             for window in windows:
                 if self._stopping():
@@ -119,11 +122,13 @@ class Pass:
             result.outcome = Outcome.SUCCESS
         except asyncio.CancelledError:
             result.outcome = Outcome.INTERRUPTED
+            result.requests = self.api.requests(self.endpoint) - requests
             await _quietly(self._finish(row_id, result, None))
             raise
         except SyncerError as exc:
             result.outcome, result.error = Outcome.FAILED, exc
             bound.error("pass_failed", error=str(exc), windows_done=result.windows)
+        result.requests = self.api.requests(self.endpoint) - requests
         result.high_water_mark = await _quietly(self.store.high_water_mark(self.endpoint))
         await _quietly(self._finish(row_id, result, result.error))
         if result.outcome is Outcome.SUCCESS:
@@ -136,6 +141,7 @@ class Pass:
                 updated=c.updated,
                 unchanged=c.unchanged,
                 rejected=c.rejected,
+                requests=result.requests,
                 high_water_mark=result.high_water_mark and isoformat_z(result.high_water_mark),
                 duration_s=round(monotonic() - self._started, 3),
             )
@@ -153,6 +159,7 @@ class Pass:
             rows_updated=c.updated,
             rows_unchanged=c.unchanged,
             rows_rejected=c.rejected,
+            requests=result.requests,
             high_water_mark=result.high_water_mark,
             error=str(error) if error else None,
         )
@@ -179,7 +186,8 @@ class Pass:
         names only known columns and the block is plain CSV; otherwise they are parsed here,
         the typed way. Either way parsing or cutting the next block overlaps the write.
         """
-        writer = OrderedWriter(self.store.writer, self.run_id, self.progress.batch_written)
+        opener = partial(BatchWriter.open, self.store)
+        writer = OrderedWriter(opener, self.run_id, self.progress.batch_written)
         endpoint = self.endpoint
         block_bytes = max(_MIN_BLOCK, self.settings.sync_batch_rows * _ROW_BYTES)
         columns: list[str] | None = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from syncer.errors import DatabaseError
 from syncer.parse.rows import Row
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch, RawBatch
+from syncer.store.db import DB_ERRORS, reason
 from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
 from syncer.store.rawsql import (
     FILE_COLUMNS,
@@ -30,13 +32,12 @@ from syncer.store.rawsql import (
     stage_ddl,
     typed_columns,
 )
+from syncer.store.store import Store
 
 log = structlog.get_logger(__name__)
 
 _COMMIT_COLS = [c.name for c in Endpoint.COMMITS.columns]
 _CHANGE_COLS = [c.name for c in Endpoint.CHANGES.columns if c.kind is not Kind.FILES]
-#: Failures of the database or of the connection to it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def _stage_ddl(table: str, endpoint: Endpoint, more: str) -> str:
@@ -114,6 +115,22 @@ class BatchWriter:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, store: Store) -> AsyncIterator[BatchWriter]:
+        """A connection of `store` held for a stream of batches (one window), with its
+        staging tables.
+
+        Holding it saves a pool checkout and the staging DDL per batch: round trips matter
+        here, because the parser shares the event loop and each one waits for a chunk.
+        """
+        async with store.raw() as conn:
+            try:
+                await conn.execute(STAGE_DDL)
+            except DB_ERRORS as exc:
+                raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
+            yield cls(conn)
 
     async def write(self, batch: Batch, *, run_id: str, turn: Turn = ALONE) -> BatchCounts:
         """Upsert a batch in one transaction, once `turn` comes; the mark moves in it too when
@@ -226,10 +243,3 @@ class BatchWriter:
             ],
         )
         return len(batch.rejected)
-
-
-def reason(exc: BaseException) -> str:
-    """The first line of what the driver said about a failure."""
-    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
-    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return message

@@ -21,6 +21,7 @@ from syncer.store.batch import Batch, RawBatch
 from syncer.store.db import to_libpq_url
 from syncer.store.mark import Turn
 from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 
 T1 = datetime(2025, 7, 30, 14, 0, tzinfo=timezone.utc)
 T2 = T1 + timedelta(seconds=1)
@@ -85,7 +86,7 @@ async def write(
     block = RawBlock(head, header_names(head), data, is_plain(data))
     columns = raw_columns(endpoint, block.names)
     turn = Turn(advance=True)
-    async with store.writer() as writer:
+    async with BatchWriter.open(store) as writer:
         if path == "typed":
             return await writer.write(Batch.parse(endpoint, block), run_id="r", turn=turn)
         assert columns is not None

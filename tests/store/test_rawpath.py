@@ -21,9 +21,12 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.parse.blocks import BlockCutter, RawBlock, header_names, is_plain, raw_columns
 from syncer.parse.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
+from syncer.results import BatchCounts
+from syncer.store.batch import Batch, RawBatch
 from syncer.store.db import to_libpq_url
 from syncer.store.mark import Turn
-from syncer.store.store import Batch, BatchCounts, RawBatch, Store
+from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 from tests.test_sync import last_runs, settings_for, sim_config
 from tests.truth import EVER, FAR, assert_equals_truth
 
@@ -376,7 +379,7 @@ async def write_each(
     blocks = [(record + "\n").encode() for record in records]
     blocks.append(b"".join(blocks))
     results = []
-    async with store.writer() as writer:
+    async with BatchWriter.open(store) as writer:
         for data in blocks:
             block = RawBlock(head, header_names(head), data, is_plain(data))
             columns = raw_columns(endpoint, block.names)

@@ -12,9 +12,11 @@ import pytest
 from syncer.endpoints import Endpoint
 from syncer.parse.rows import Rejected
 from syncer.results import BatchCounts
+from syncer.store.batch import Batch
 from syncer.store.db import to_libpq_url
 from syncer.store.mark import ALONE, Turn
-from syncer.store.store import Batch, Store
+from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 
 T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
 
@@ -65,7 +67,7 @@ async def write_batch(
     async def window_newest() -> datetime | None:
         return mark
 
-    async with store.writer() as writer:
+    async with BatchWriter.open(store) as writer:
         turn = ALONE if mark is None else Turn(window_newest, advance=True)
         return await writer.write(batch, run_id=run_id, turn=turn)
 
