@@ -50,8 +50,6 @@ def test_endpoint_columns_are_table_columns_of_the_same_type() -> None:
             if column.kind is Kind.FILES:
                 continue
             assert isinstance(table.c[column.name].type, _TYPES[column.kind]), column.name
-            assert table.c[column.name].nullable is not column.required or column.name == (
-                endpoint.key
-            )
+            assert table.c[column.name].nullable is not column.required, column.name
     for key in FILE_KEYS:
         assert isinstance(ai_code_change_files.c[key.column].type, _TYPES[key.kind]), key.column
