@@ -49,9 +49,9 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.commands import run_command
+    from syncer.daemon.scheduler import run_daemon
 
-    return await run_command(settings)
+    return await run_daemon(settings)
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:

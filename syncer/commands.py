@@ -19,11 +19,12 @@ from syncer.client.api import CursorClient
 from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
-from syncer.errors import ConfigError, DatabaseError, SyncerError
+from syncer.errors import ConfigError, DatabaseError
+from syncer.results import NoProgress, Outcome, PassResult, Progress
 from syncer.store.db import database_url, migrate
 from syncer.store.schema import sync_runs, sync_state
-from syncer.store.store import Outcome, Store
-from syncer.sync import NoProgress, Pass, PassResult, Progress
+from syncer.store.store import Store
+from syncer.sync import Pass
 from syncer.timespec import isoformat_z, parse_spec
 
 log = structlog.get_logger(__name__)
@@ -251,12 +252,3 @@ def print_status_table(statuses: Sequence[EndpointStatus]) -> None:
     if not console.is_terminal:
         console = Console(file=sys.stdout, width=160)
     console.print(table)
-
-
-async def run_command(settings: Settings) -> int:
-    """`syncer run`: the daemon."""
-    try:
-        from syncer.daemon.scheduler import run_daemon
-    except ImportError:
-        raise SyncerError("`syncer run` is not implemented yet (issue: the daemon)") from None
-    return await run_daemon(settings)

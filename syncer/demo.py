@@ -6,9 +6,11 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
-from syncer.commands import backfill_command, run_command, status_command
+from syncer.commands import backfill_command, status_command
 from syncer.config import Settings
-from syncer.fakeapi import FakeApi, FakeApiConfig
+from syncer.daemon.scheduler import run_daemon
+from syncer.fakeapi.config import FakeApiConfig
+from syncer.fakeapi.server import FakeApi
 from syncer.store.db import database_url, to_libpq_url
 
 DEMO_DAYS = 21
@@ -48,4 +50,4 @@ async def demo_command(settings: Settings) -> int:
             port = demo.sync_http_port
             print(f"Health and metrics: http://127.0.0.1:{port}/healthz, /metrics")
         print("\nNow running the daemon (new data arrives every minute); Ctrl-C stops it.\n")
-        return await run_command(demo)
+        return await run_daemon(demo)

@@ -3,7 +3,7 @@
     SyncerError                 any expected failure: the CLI prints one line, exits non-zero
     ├── ConfigError             bad settings or arguments: fix the configuration
     ├── DatabaseError           PostgreSQL unreachable or failing: check DATABASE_URL / the server
-    ├── ApiError                anything the Cursor API did wrong (CursorApiError is an alias)
+    ├── ApiError                anything the Cursor API did wrong
     │   ├── RetriableApiError   worth another try after `retry_after` seconds
     │   │   ├── RateLimited         429
     │   │   ├── ServerError         5xx
@@ -42,9 +42,6 @@ class ApiError(SyncerError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-CursorApiError = ApiError
 
 
 class RetriableApiError(ApiError):

@@ -19,8 +19,7 @@ from rich.progress import (
 )
 
 from syncer.endpoints import Endpoint
-from syncer.store.store import BatchCounts
-from syncer.sync import Window
+from syncer.results import BatchCounts, Window
 
 log = structlog.get_logger(__name__)
 

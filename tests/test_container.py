@@ -29,8 +29,7 @@ from syncer.daemon.metrics import Metrics
 from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError
-from syncer.store.store import Outcome
-from syncer.sync import PassResult
+from syncer.results import Outcome, PassResult
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIABLES = {str(f.validation_alias): name for name, f in Settings.model_fields.items()}

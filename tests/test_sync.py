@@ -19,8 +19,9 @@ from syncer.commands import backfill_command, sync_command
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
+from syncer.results import Outcome
 from syncer.store.db import to_libpq_url
-from syncer.store.store import Outcome, Store
+from syncer.store.store import Store
 
 from .truth import assert_equals_truth, stored, truth
 

@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from datetime import datetime, timezone
@@ -120,9 +121,14 @@ class CursorClient:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._session: aiohttp.ClientSession | None = None
+        self._sent: Counter[str] = Counter()  # requests sent, by path
 
     def __repr__(self) -> str:
         return f"CursorClient(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    def requests(self, endpoint: Endpoint) -> int:
+        """Requests sent so far for an endpoint (CSV and JSON, retries included)."""
+        return self._sent[endpoint.csv_path] + self._sent[endpoint.json_path]
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
@@ -268,6 +274,7 @@ class CursorClient:
     ) -> AsyncGenerator[T, None]:
         """One budgeted request: errors become typed ApiErrors, the body goes through `read`."""
         grant = await self._budget.acquire(path)
+        self._sent[path] += 1
         if grant.waited > 0:
             self._observer.on_wait(path, grant.waited)
         reading = False

@@ -8,8 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from syncer.endpoints import Endpoint
 from syncer.errors import ApiError
-from syncer.store.store import BatchCounts, Outcome
-from syncer.sync import PassResult, Window
+from syncer.results import BatchCounts, Outcome, PassResult, Window
 
 #: Pass durations span a quiet 1-second incremental pass to a first 30-day load.
 _DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))

@@ -53,10 +53,10 @@ from syncer.errors import (
     StreamInterrupted,
     SyncerError,
 )
-from syncer.store.db import create_engine, database_url, migrate, redact
-from syncer.store.store import Outcome, Store
-from syncer.store.writer import reason
-from syncer.sync import Pass, PassResult
+from syncer.results import Outcome, PassResult
+from syncer.store.db import create_engine, database_url, migrate, reason, redact
+from syncer.store.store import Store
+from syncer.sync import Pass
 
 log = structlog.get_logger(__name__)
 

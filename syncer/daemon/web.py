@@ -19,8 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from syncer.daemon.metrics import Metrics
 from syncer.endpoints import Endpoint
-from syncer.store.store import Outcome
-from syncer.sync import PassResult
+from syncer.results import Outcome, PassResult
 from syncer.timespec import isoformat_z
 
 Clock = Callable[[], datetime]

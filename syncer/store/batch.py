@@ -6,7 +6,7 @@ the server to parse (the raw path). Either goes to a `BatchWriter` (syncer.store
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,30 +17,8 @@ from syncer.parse.rows import Rejected, Row
 
 
 @dataclass(slots=True)
-class BatchCounts:
-    """What one upsert did."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-
-    def add(self, other: BatchCounts) -> None:
-        """Accumulate another batch's counts into this one."""
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.rejected += other.rejected
-
-    @property
-    def rows(self) -> int:
-        """Good rows written or confirmed unchanged."""
-        return self.inserted + self.updated + self.unchanged
-
-
-@dataclass(slots=True)
 class Batch:
-    """Rows of one endpoint to write together; a later row with the same key replaces an earlier."""
+    """Rows of one endpoint to write together, one per key (see `absorb` for which one)."""
 
     endpoint: Endpoint
     rows: dict[str, Row] = field(default_factory=dict)
@@ -51,15 +29,24 @@ class Batch:
         return len(self.rows) + len(self.rejected)
 
     def absorb(self, items: Iterable[Row | Rejected]) -> None:
-        """Add parsed items (a later row with the same key wins); track the newest created_at."""
+        """Add parsed items; track the newest created_at.
+
+        The duplicate rule (the contract's): of rows with the same key, the one with the
+        greatest created_at wins, and on equal created_at the one that arrived last. The API
+        serves an amended commit again, newest first, so "the last" alone would keep the
+        oldest version. The upsert's guard applies the same rule across batches and passes.
+        """
         rows, newest = self.rows, self.newest
         created = _CREATED[self.endpoint]
+        keep = rows.setdefault
         for item in items:
             if isinstance(item, Rejected):
                 self.rejected.append(item)
                 continue
-            rows[item[0]] = item
             stamp = item[created]
+            kept = keep(item[0], item)
+            if kept is not item and stamp >= kept[created]:
+                rows[item[0]] = item
             if newest is None or stamp > newest:
                 newest = stamp
         self.newest = newest
@@ -87,12 +74,4 @@ class RawBatch:
         return len(self.block.data)
 
 
-#: Waits for the previous batch of a window to commit; returns the window's newest so far.
-Turn = Callable[[], Awaitable[datetime | None]]
-
 _CREATED = {e: next(i for i, c in enumerate(e.columns) if c.name == "created_at") for e in Endpoint}
-
-
-def later(a: datetime | None, b: datetime | None) -> datetime | None:
-    """The later of two optional moments."""
-    return b if a is None else a if b is None else max(a, b)

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from syncer.config import Settings
 from syncer.errors import ConfigError, DatabaseError
+
+#: Failures of the database or of the connection to it.
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of what the driver said about a failure."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return message
+
 
 log = structlog.get_logger(__name__)
 

@@ -1,11 +1,12 @@
 """The raw fast path's SQL: CSV bytes COPied as text, typed and upserted by the server.
 
 A block of complete records goes to an all-text staging table as it is (`COPY … FORMAT csv`,
-`ord` keeping arrival order); one statement converts every staged row, keeps the last row of
-each key, and upserts with the same guard as the typed path. The conversions accept exactly
-what the typed parser accepts, with the same values, and raise on anything else — the writer
-then rolls the block back and reads it the typed way, which names and quarantines the bad
-rows one by one. A raise is `'!' || value` cast to bigint: never valid, never folded early.
+`ord` keeping arrival order); one statement converts every staged row, keeps the winning row
+of each key (the greatest created_at, then the last to arrive), and upserts with the same
+guard as the typed path. The conversions accept exactly what the typed parser accepts, with
+the same values, and raise on anything else — the writer then rolls the block back and reads
+it the typed way, which names and quarantines the bad rows one by one. A raise is
+`'!' || value` cast to bigint: never valid, never folded early.
 
 The typed and raw paths define `files_digest` alike: md5 of the jsonb text of the file list
 as `[[file_name, file_extension, lines_added, lines_deleted, extra], …]` in file order.
@@ -17,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from syncer.endpoints import Column, Endpoint, Kind
+from syncer.endpoints import FILE_KEYS, Column, Endpoint, Kind
 
 #: ISO 8601 as `datetime.fromisoformat` reads it and PostgreSQL reads it the same way:
 #: no leap second, no hour 24, at most microseconds, `Z` or a ±HH:MM offset (none = UTC).
@@ -27,7 +28,9 @@ _ISO = (
 )
 #: 2025-07-30T14:12:30.123Z, in the session's TimeZone (UTC: see `upsert_raw`).
 _CANONICAL = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
-_FILE_JSON = ("fileName", "fileExtension", "linesAdded", "linesDeleted")
+_FILE_JSON = tuple(key.json_name for key in FILE_KEYS)
+#: The columns of a file row (`ai_code_change_files`), in table order.
+FILE_COLUMNS = ["change_id", "file_index", *(key.column for key in FILE_KEYS), "extra"]
 
 
 def _fail(value: str) -> str:
@@ -81,26 +84,31 @@ def _json_int(value: str) -> str:
     )
 
 
+def typed_columns(endpoint: Endpoint) -> str:
+    """`name type, …` of an endpoint's typed columns (the file list aside), in CSV order."""
+    return ", ".join(
+        f"{c.name} {_SQL_TYPE[c.kind]}" for c in endpoint.columns if c.kind is not Kind.FILES
+    )
+
+
 def stage_ddl(endpoint: Endpoint) -> str:
     """The raw path's staging tables of an endpoint, created once per connection.
 
-    `stage_raw_*` holds the block as text; `stage_ready_*` the typed rows, the last of each
+    `stage_raw_*` holds the block as text; `stage_ready_*` the typed rows, the winner of each
     key, ready to upsert (see `prepare_raw` and `apply_raw`).
     """
-    columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
     texts = ", ".join(f"{c.name} text" for c in endpoint.columns)
-    typed = ", ".join(f"{c.name} {_SQL_TYPE[c.kind]}" for c in columns)
     ddl = [
         f"CREATE TEMP TABLE IF NOT EXISTS stage_raw_{endpoint.value} (ord bigserial, {texts})",
         f"CREATE TEMP TABLE IF NOT EXISTS stage_ready_{endpoint.value} "
-        f"(ord bigint, {typed}, extra jsonb, newest timestamptz"
+        f"(ord bigint, {typed_columns(endpoint)}, extra jsonb"
         + (", files_digest text)" if endpoint is Endpoint.CHANGES else ")"),
     ]
     if endpoint is Endpoint.CHANGES:
+        files = ", ".join(f"{key.column} {_SQL_TYPE[key.kind]}" for key in FILE_KEYS)
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_files (ord bigint, file_index integer, "
-            "file_name text, file_extension text, lines_added bigint, lines_deleted bigint, "
-            "extra jsonb)"
+            f"{files}, extra jsonb)"
         )
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
@@ -127,8 +135,10 @@ def guarded_upsert(
     """`INSERT … SELECT … ON CONFLICT DO UPDATE` that compares before updating (both paths).
 
     The WHERE guard: a row that did not change is not rewritten, so re-reading the lookback
-    leaves no dead tuples and fires no triggers. `select` maps a column to the expression
-    that produces it from `source` (default: the column itself).
+    leaves no dead tuples and fires no triggers; and a row older than the stored one (an
+    earlier `created_at`: a commit's version from before it was amended) never overwrites it,
+    whichever batch or pass serves it. `select` maps a column to the expression that produces
+    it from `source` (default: the column itself).
     """
     key = endpoint.key
     values = [c for c in names if c != key]
@@ -140,7 +150,8 @@ def guarded_upsert(
         f"INSERT INTO {endpoint.table} AS t ({', '.join(names)}) "
         f"SELECT {exprs} FROM {source} "
         f"ON CONFLICT ({key}) DO UPDATE SET {assign}, synced_at = now() "
-        f"WHERE ({old}) IS DISTINCT FROM ({new}) RETURNING {returning}"
+        f"WHERE EXCLUDED.created_at >= t.created_at "
+        f"AND ({old}) IS DISTINCT FROM ({new}) RETURNING {returning}"
     )
 
 
@@ -159,9 +170,10 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
     source = f"stage_raw_{endpoint.value}"
     more = ""
     if endpoint is Endpoint.CHANGES:
+        entry = ", ".join([*(key.column for key in FILE_KEYS), "extra"])
         files = (
-            "SELECT ord, jsonb_agg(jsonb_build_array(file_name, file_extension, lines_added, "
-            "lines_deleted, extra) ORDER BY file_index) AS files FROM stage_raw_files GROUP BY ord"
+            f"SELECT ord, jsonb_agg(jsonb_build_array({entry}) ORDER BY file_index) AS files "
+            "FROM stage_raw_files GROUP BY ord"
         )
         source = f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord)"
         conv += ", coalesce(f.files, '[]'::jsonb) AS files"
@@ -172,9 +184,9 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
             f" WHERE CASE WHEN concat({ints}) ~ '{_RADIX}' THEN {_fail(ints)} > 0 ELSE true END"
         )
     return (
-        f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra, newest"
+        f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra"
         + (", files_digest) " if more else ") ")
-        + _last_of_each(endpoint, conv, names, source, more)
+        + _winners(endpoint, conv, names, source, more)
     )
 
 
@@ -184,7 +196,7 @@ def _apply_sql(endpoint: Endpoint) -> str:
     tail = (
         f"SELECT (SELECT count(*) FROM {ready}) AS rows, "
         "count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated, "
-        f"(SELECT max(newest) FROM {ready}) AS newest "
+        f"(SELECT max(created_at) FROM {ready}) AS newest "
     )
     if endpoint is Endpoint.COMMITS:
         upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
@@ -200,29 +212,27 @@ def _apply_sql(endpoint: Endpoint) -> str:
     )
 
 
-def _last_of_each(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
-    """The typed staged rows, the last of each key; `newest` is the key's greatest created_at
-    among all its rows (the typed path's mark counts replaced rows too).
+def _winners(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
+    """The typed staged rows, one per key: the greatest created_at, then the last to arrive
+    (the duplicate rule, see `syncer.store.batch.Batch.absorb`). The winner holds its key's
+    greatest created_at, so the block's newest is the winners' newest.
 
     Every staged row is converted (so any bad one raises), once: `OFFSET 0` keeps the
-    planner from copying the conversions into each place that uses them. The window shares
-    the DISTINCT ON's sort.
+    planner from copying the conversions into each place that uses them.
     """
     key = endpoint.key
     return (
-        f"SELECT DISTINCT ON ({key}) ord, {', '.join(names)}, NULL::jsonb AS extra, "
-        f"max(created_at) OVER (PARTITION BY {key} ORDER BY ord DESC "
-        f"ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS newest{more} "
+        f"SELECT DISTINCT ON ({key}) ord, {', '.join(names)}, NULL::jsonb AS extra{more} "
         f"FROM (SELECT ord, {conv} FROM {source} OFFSET 0) c "
-        f"ORDER BY {key}, ord DESC"
+        f"ORDER BY {key}, created_at DESC, ord DESC"
     )
 
 
-_KEYS = [f'r."{key}"' for key in _FILE_JSON]
+_JSON_VALUE = {Kind.TEXT: _json_text, Kind.INT: _json_int}
 _FILES_SQL = (
     "INSERT INTO stage_raw_files SELECT s.ord, e.i - 1, "
-    f"{_json_text(_KEYS[0])}, {_json_text(_KEYS[1])}, {_json_int(_KEYS[2])}, "
-    f"{_json_int(_KEYS[3])}, NULLIF(e.v::jsonb - "
+    + ", ".join(_JSON_VALUE[key.kind](f'r."{key.json_name}"') for key in FILE_KEYS)
+    + ", NULLIF(e.v::jsonb - "
     + " - ".join(f"'{key}'" for key in _FILE_JSON)
     + ", '{}'::jsonb) FROM stage_raw_changes s "
     "CROSS JOIN LATERAL json_array_elements(s.metadata_json::json) WITH ORDINALITY AS e(v, i) "
@@ -239,10 +249,9 @@ _DELETE_FILES = (
     "WHERE f.change_id = w.change_id AND NOT w.ins"
 )
 _INSERT_FILES = (
-    "INSERT INTO ai_code_change_files (change_id, file_index, file_name, file_extension, "
-    "lines_added, lines_deleted, extra) SELECT w.change_id, f.file_index, f.file_name, "
-    "f.file_extension, f.lines_added, f.lines_deleted, f.extra "
-    "FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord"
+    f"INSERT INTO ai_code_change_files ({', '.join(FILE_COLUMNS)}) SELECT w.change_id, "
+    + ", ".join(f"f.{name}" for name in FILE_COLUMNS[1:])
+    + " FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord"
 )
 
 

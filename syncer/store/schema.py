@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -143,4 +143,15 @@ rejected_rows = Table(
     Column("times_seen", Integer, nullable=False, server_default="1"),
     Column("run_id", Text),
     Index("ux_rejected_rows_endpoint_digest", "endpoint", "raw_digest", unique=True),
+)
+
+rate_budget = Table(
+    "rate_budget",
+    metadata,
+    Column("key", Text, primary_key=True),
+    # The recent grants' times, and those still in flight (see syncer.client.budget).
+    Column("grants", ARRAY(DateTime(timezone=True)), nullable=False, server_default="{}"),
+    Column("pending", ARRAY(DateTime(timezone=True)), nullable=False, server_default="{}"),
+    _ts("not_before"),
+    _ts("updated_at", nullable=False, now=True),
 )

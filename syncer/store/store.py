@@ -1,7 +1,8 @@
 """`Store`: the database side of a sync — the endpoint lock, writers, sync state, the run log.
 
 The hot path (staged COPY upserts, child-row replacement, quarantine, the mark) is
-`BatchWriter` in syncer.store.writer, on asyncpg directly; everything else goes through SQLAlchemy.
+`BatchWriter` in syncer.store.writer, on asyncpg directly, on a connection it takes from the
+store (`BatchWriter.open(store)`); everything else goes through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -20,23 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from syncer.endpoints import Endpoint
 from syncer.errors import DatabaseError, EndpointBusy
-from syncer.store.batch import Batch, BatchCounts, RawBatch
-from syncer.store.db import create_engine, redact, to_libpq_url
+from syncer.results import BatchCounts, Outcome
+from syncer.store.db import DB_ERRORS, create_engine, reason, redact, to_libpq_url
 from syncer.store.schema import sync_runs, sync_state
-from syncer.store.writer import DB_ERRORS, STAGE_DDL, BatchWriter, reason
 
 log = structlog.get_logger(__name__)
-
-
-class Outcome(str, Enum):
-    """How a pass ended, as written to `sync_runs.outcome`."""
-
-    RUNNING = "running"  #: in flight (or the process died: see ABANDONED)
-    SUCCESS = "success"  #: every window consumed and committed
-    FAILED = "failed"  #: stopped on an error; committed batches stay, the mark did not pass them
-    INTERRUPTED = "interrupted"  #: cancelled by shutdown; the batch in flight rolled back
-    SKIPPED = "skipped"  #: another process held the endpoint's lock
-    ABANDONED = "abandoned"  #: found still "running" by a later pass: its process died
 
 
 def _lock_key(endpoint: Endpoint) -> int:
@@ -99,29 +87,6 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", key)
-
-    # -- the hot path ----------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def writer(self) -> AsyncIterator[BatchWriter]:
-        """A connection held for a stream of batches (one window), with its staging tables.
-
-        Holding it saves a pool checkout and the staging DDL per batch: round trips matter
-        here, because the parser shares the event loop and each one waits for a chunk.
-        """
-        async with self.raw() as conn:
-            try:
-                await conn.execute(STAGE_DDL)
-            except DB_ERRORS as exc:
-                raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
-            yield BatchWriter(conn)
-
-    async def write_batch(
-        self, batch: Batch, *, run_id: str, mark: datetime | None = None
-    ) -> BatchCounts:
-        """Write one batch on a connection of its own (`writer` serves a stream of them)."""
-        async with self.writer() as writer:
-            return await writer.write(batch, run_id=run_id, mark=mark)
 
     # -- state and run log -------------------------------------------------------------------
 
@@ -199,4 +164,4 @@ class Store:
             raise
 
 
-__all__: Sequence[str] = ("Batch", "BatchCounts", "BatchWriter", "Outcome", "RawBatch", "Store")
+__all__: Sequence[str] = ("BatchCounts", "Outcome", "Store")

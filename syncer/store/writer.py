@@ -9,48 +9,48 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
-from syncer.endpoints import Endpoint
+from syncer.endpoints import Endpoint, Kind
 from syncer.errors import DatabaseError
 from syncer.parse.rows import Row
-from syncer.store.batch import Batch, BatchCounts, RawBatch, Turn, later
-from syncer.store.rawsql import apply_raw, guarded_upsert, prepare_raw, stage_ddl
-from syncer.store.schema import ai_code_change_files
+from syncer.results import BatchCounts
+from syncer.store.batch import Batch, RawBatch
+from syncer.store.db import DB_ERRORS, reason
+from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
+from syncer.store.rawsql import (
+    FILE_COLUMNS,
+    apply_raw,
+    guarded_upsert,
+    prepare_raw,
+    stage_ddl,
+    typed_columns,
+)
+from syncer.store.store import Store
 
 log = structlog.get_logger(__name__)
 
 _COMMIT_COLS = [c.name for c in Endpoint.COMMITS.columns]
-_CHANGE_COLS = [c.name for c in Endpoint.CHANGES.columns if c.name != "metadata_json"]
-_FILE_COLS = [c.name for c in ai_code_change_files.columns]
-#: Failures of the database or of the connection to it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_CHANGE_COLS = [c.name for c in Endpoint.CHANGES.columns if c.kind is not Kind.FILES]
 
 
-def _stage_ddl(table: str, columns: str) -> str:
-    # Created once per writing connection; every commit empties it.
-    return f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DELETE ROWS"
+def _stage_ddl(table: str, endpoint: Endpoint, more: str) -> str:
+    # The parsed row's fields in CSV order, then `more`; created once per writing connection,
+    # every commit empties it.
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {table} ({typed_columns(endpoint)}, {more}) "
+        "ON COMMIT DELETE ROWS"
+    )
 
 
-_STAGE_COMMITS = _stage_ddl(
-    "stage_commits",
-    "commit_hash text, user_id text, user_email text, repo_name text, branch_name text, "
-    "is_primary_branch boolean, total_lines_added bigint, total_lines_deleted bigint, "
-    "tab_lines_added bigint, tab_lines_deleted bigint, composer_lines_added bigint, "
-    "composer_lines_deleted bigint, non_ai_lines_added bigint, non_ai_lines_deleted bigint, "
-    "message text, commit_ts timestamptz, created_at timestamptz, extra text",
-)
-_STAGE_CHANGES = _stage_ddl(
-    "stage_changes",
-    "change_id text, user_id text, user_email text, source text, model text, "
-    "total_lines_added bigint, total_lines_deleted bigint, created_at timestamptz, "
-    "extra text, files text",
-)
+_STAGE_COMMITS = _stage_ddl("stage_commits", Endpoint.COMMITS, "extra text")
+_STAGE_CHANGES = _stage_ddl("stage_changes", Endpoint.CHANGES, "extra text, files text")
 
 
 # Both paths define the digest alike (see syncer.store.rawsql): md5 of the file list's jsonb text.
@@ -84,11 +84,6 @@ _SAVE_REJECTED = (
     "SET last_seen = now(), times_seen = rejected_rows.times_seen + 1, "
     "reason = EXCLUDED.reason, run_id = EXCLUDED.run_id"
 )
-_ADVANCE_MARK = (
-    "INSERT INTO sync_state (endpoint, high_water_mark) VALUES ($1, $2) "
-    "ON CONFLICT (endpoint) DO UPDATE SET updated_at = now(), high_water_mark = "
-    "GREATEST(sync_state.high_water_mark, EXCLUDED.high_water_mark)"
-)
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
@@ -121,31 +116,32 @@ class BatchWriter:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def write(
-        self,
-        batch: Batch,
-        *,
-        run_id: str,
-        mark: datetime | None = None,
-        advance: bool = False,
-        turn: Turn | None = None,
-    ) -> BatchCounts:
-        """Upsert a batch in one transaction; with `mark`, advance the high-water mark in it too.
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, store: Store) -> AsyncIterator[BatchWriter]:
+        """A connection of `store` held for a stream of batches (one window), with its
+        staging tables.
 
-        With `turn`, the upsert waits for it (the previous batch's commit); with `advance`,
-        the mark becomes the greater of what `turn` returns and the batch's newest.
+        Holding it saves a pool checkout and the staging DDL per batch: round trips matter
+        here, because the parser shares the event loop and each one waits for a chunk.
         """
+        async with store.raw() as conn:
+            try:
+                await conn.execute(STAGE_DDL)
+            except DB_ERRORS as exc:
+                raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
+            yield cls(conn)
+
+    async def write(self, batch: Batch, *, run_id: str, turn: Turn = ALONE) -> BatchCounts:
+        """Upsert a batch in one transaction, once `turn` comes; the mark moves in it too when
+        the turn carries it (see syncer.store.mark)."""
         conn = self._conn
         try:
             async with conn.transaction():
-                if turn is not None:
-                    floor = await turn()
-                    if advance:
-                        mark = later(floor, batch.newest)
+                so_far = await turn.wait()
                 counts = await self._upsert(batch)
                 counts.rejected = await self._quarantine(batch, run_id)
-                if mark is not None:
-                    await conn.execute(_ADVANCE_MARK, batch.endpoint.value, mark)
+                await self._advance(batch.endpoint, so_far, batch.newest, turn)
         except DB_ERRORS as exc:
             raise DatabaseError(
                 f"{batch.endpoint.value}: writing a batch failed: {reason(exc)}"
@@ -153,21 +149,14 @@ class BatchWriter:
         return counts
 
     async def write_raw(
-        self,
-        raw: RawBatch,
-        *,
-        run_id: str,
-        mark: datetime | None = None,
-        advance: bool = False,
-        turn: Turn | None = None,
+        self, raw: RawBatch, *, run_id: str, turn: Turn = ALONE
     ) -> tuple[BatchCounts, datetime | None]:
         """Upsert a block the raw way; on any error in it, the typed way (which quarantines
         each bad row). Returns the counts and the block's newest created_at.
 
         The block is staged and typed first, then `turn` is awaited (the previous batch's
-        commit, on another connection), then the rows are upserted. With `advance`, the mark
-        moves in the same transaction to the greatest of `mark`, what `turn` returned and
-        the block's newest.
+        commit, on another connection), then the rows are upserted and, when the turn carries
+        it, the mark moved in the same transaction.
         """
         conn = self._conn
         endpoint = raw.endpoint
@@ -176,30 +165,35 @@ class BatchWriter:
         async def wait_turn() -> datetime | None:
             nonlocal waited
             waited = True
-            return await turn() if turn is not None else None
+            return await turn.wait()
 
         try:
             async with conn.transaction():
                 try:
                     async with conn.transaction():  # a savepoint: a failed block rolls back alone
                         await prepare_raw(conn, endpoint, raw.columns, raw.block.data)
-                        floor = await wait_turn()
+                        so_far = await wait_turn()
                         rows, inserted, updated, newest = await apply_raw(conn, endpoint)
                     counts = BatchCounts(inserted, updated, rows - inserted - updated)
                 except asyncpg.PostgresError as exc:
                     log.info("raw_block_read_typed", endpoint=endpoint.value, reason=reason(exc))
                     batch = Batch.parse(endpoint, raw.block)
                     if not waited:
-                        floor = await wait_turn()
+                        so_far = await wait_turn()
                     counts = await self._upsert(batch)
                     counts.rejected = await self._quarantine(batch, run_id)
                     newest = batch.newest
-                target = later(later(mark, floor), newest)
-                if advance and target is not None:
-                    await conn.execute(_ADVANCE_MARK, endpoint.value, target)
+                await self._advance(endpoint, so_far, newest, turn)
         except DB_ERRORS as exc:
             raise DatabaseError(f"{endpoint.value}: writing a batch failed: {reason(exc)}") from exc
         return counts, newest
+
+    async def _advance(
+        self, endpoint: Endpoint, so_far: datetime | None, newest: datetime | None, turn: Turn
+    ) -> None:
+        mark = new_mark(so_far, newest, advance=turn.advance)
+        if mark is not None:
+            await self._conn.execute(ADVANCE_MARK, endpoint.value, mark)
 
     async def _upsert(self, batch: Batch) -> BatchCounts:
         if not batch.rows:
@@ -228,7 +222,7 @@ class BatchWriter:
         ]
         if files:
             await conn.copy_records_to_table(
-                "ai_code_change_files", records=files, columns=_FILE_COLS
+                "ai_code_change_files", records=files, columns=FILE_COLUMNS
             )
         return len(written) - len(updated), len(updated)
 
@@ -249,10 +243,3 @@ class BatchWriter:
             ],
         )
         return len(batch.rejected)
-
-
-def reason(exc: BaseException) -> str:
-    """The first line of what the driver said about a failure."""
-    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
-    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return message

@@ -13,8 +13,7 @@ from syncer.daemon.metrics import Metrics, endpoint_label
 from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import ApiUnreachable, RateLimited
-from syncer.store.store import BatchCounts, Outcome
-from syncer.sync import PassResult
+from syncer.results import BatchCounts, Outcome, PassResult
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 MAX_AGE = timedelta(minutes=15)

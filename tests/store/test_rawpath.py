@@ -21,8 +21,12 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.parse.blocks import BlockCutter, RawBlock, header_names, is_plain, raw_columns
 from syncer.parse.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
+from syncer.results import BatchCounts
+from syncer.store.batch import Batch, RawBatch
 from syncer.store.db import to_libpq_url
-from syncer.store.store import Batch, BatchCounts, RawBatch, Store
+from syncer.store.mark import Turn
+from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 from tests.test_sync import last_runs, settings_for, sim_config
 from tests.truth import EVER, FAR, assert_equals_truth
 
@@ -361,6 +365,9 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
+#: A batch written on its own that moves the mark to its newest created_at.
+MARK = Turn(advance=True)
+
 Write = Callable[[Endpoint, RawBlock], Awaitable[tuple[BatchCounts, datetime | None]]]
 
 
@@ -372,19 +379,16 @@ async def write_each(
     blocks = [(record + "\n").encode() for record in records]
     blocks.append(b"".join(blocks))
     results = []
-    async with store.writer() as writer:
+    async with BatchWriter.open(store) as writer:
         for data in blocks:
             block = RawBlock(head, header_names(head), data, is_plain(data))
             columns = raw_columns(endpoint, block.names)
             if raw and columns is not None and block.plain:
-                results.append(
-                    await writer.write_raw(
-                        RawBatch(endpoint, columns, block), run_id="r", advance=True
-                    )
-                )
+                raw_batch = RawBatch(endpoint, columns, block)
+                results.append(await writer.write_raw(raw_batch, run_id="r", turn=MARK))
             else:
                 batch = Batch.parse(endpoint, block)
-                counts = await writer.write(batch, run_id="r", mark=batch.newest)
+                counts = await writer.write(batch, run_id="r", turn=MARK)
                 results.append((counts, batch.newest))
     return results
 

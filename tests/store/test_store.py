@@ -11,8 +11,12 @@ import pytest
 
 from syncer.endpoints import Endpoint
 from syncer.parse.rows import Rejected
+from syncer.results import BatchCounts
+from syncer.store.batch import Batch
 from syncer.store.db import to_libpq_url
-from syncer.store.store import Batch, Store
+from syncer.store.mark import ALONE, Turn
+from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 
 T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
 
@@ -55,6 +59,19 @@ def batch(endpoint: Endpoint, *rows: tuple, rejected: tuple[Rejected, ...] = ())
     return Batch(endpoint, {row[0]: row for row in rows}, list(rejected))
 
 
+async def write_batch(
+    store: Store, batch: Batch, *, run_id: str, mark: datetime | None = None
+) -> BatchCounts:
+    """One batch on a writer of its own; with `mark`, its transaction moves the mark too."""
+
+    async def window_newest() -> datetime | None:
+        return mark
+
+    async with BatchWriter.open(store) as writer:
+        turn = ALONE if mark is None else Turn(window_newest, advance=True)
+        return await writer.write(batch, run_id=run_id, turn=turn)
+
+
 @pytest.fixture
 async def store(clean_db: str) -> AsyncIterator[Store]:
     async with Store.connect(clean_db) as s:
@@ -69,16 +86,16 @@ async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def test_insert_then_unchanged_then_update(store: Store, conn: asyncpg.Connection) -> None:
-    first = await store.write_batch(batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
+    first = await write_batch(store, batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
     assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
     before = await conn.fetch("SELECT commit_hash, xmin::text FROM ai_commits ORDER BY 1")
 
-    again = await store.write_batch(batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
+    again = await write_batch(store, batch(Endpoint.COMMITS, commit("a"), commit("b")), run_id="r")
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
     after = await conn.fetch("SELECT commit_hash, xmin::text FROM ai_commits ORDER BY 1")
     assert before == after, "unchanged rows must not be rewritten"
 
-    changed = await store.write_batch(batch(Endpoint.COMMITS, commit("a", added=99)), run_id="r")
+    changed = await write_batch(store, batch(Endpoint.COMMITS, commit("a", added=99)), run_id="r")
     assert (changed.inserted, changed.updated, changed.unchanged) == (0, 1, 0)
     row = await conn.fetchrow("SELECT * FROM ai_commits WHERE commit_hash = 'a'")
     assert row["total_lines_added"] == 99
@@ -88,7 +105,8 @@ async def test_insert_then_unchanged_then_update(store: Store, conn: asyncpg.Con
 
 
 async def test_unknown_columns_kept_in_extra(store: Store, conn: asyncpg.Connection) -> None:
-    await store.write_batch(
+    await write_batch(
+        store,
         batch(Endpoint.COMMITS, commit("x", extra={"agent_version": "1.2", "empty": None})),
         run_id="r",
     )
@@ -97,7 +115,7 @@ async def test_unknown_columns_kept_in_extra(store: Store, conn: asyncpg.Connect
 
 
 async def test_change_files_replaced_as_a_set(store: Store, conn: asyncpg.Connection) -> None:
-    counts = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
+    counts = await write_batch(store, batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
     assert counts.inserted == 1
     rows = await conn.fetch(
         "SELECT file_index, file_name, file_extension, lines_added, lines_deleted, extra::text "
@@ -110,17 +128,17 @@ async def test_change_files_replaced_as_a_set(store: Store, conn: asyncpg.Connec
     ]
     ctids = await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1")
 
-    same = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
+    same = await write_batch(store, batch(Endpoint.CHANGES, change("c1", FILES)), run_id="r")
     assert same.unchanged == 1
     assert await conn.fetch("SELECT ctid::text FROM ai_code_change_files ORDER BY 1") == ctids
 
-    fewer = await store.write_batch(batch(Endpoint.CHANGES, change("c1", FILES[:1])), run_id="r")
+    fewer = await write_batch(store, batch(Endpoint.CHANGES, change("c1", FILES[:1])), run_id="r")
     assert fewer.updated == 1
     names = await conn.fetch("SELECT file_name FROM ai_code_change_files WHERE change_id = 'c1'")
     assert [r["file_name"] for r in names] == ["src/a.ts"]
 
-    model_only = await store.write_batch(
-        batch(Endpoint.CHANGES, change("c1", FILES[:1], model=None)), run_id="r"
+    model_only = await write_batch(
+        store, batch(Endpoint.CHANGES, change("c1", FILES[:1], model=None)), run_id="r"
     )
     assert model_only.updated == 1
     assert await conn.fetchval("SELECT count(*) FROM ai_code_change_files") == 1
@@ -130,8 +148,8 @@ async def test_change_files_replaced_as_a_set(store: Store, conn: asyncpg.Connec
 async def test_rejected_rows_are_quarantined_once(store: Store, conn: asyncpg.Connection) -> None:
     bad = Rejected(raw="x,y,not-a-number", reason="total_lines_added: 'not-a-number'", line=7)
     for _ in range(2):
-        counts = await store.write_batch(
-            batch(Endpoint.COMMITS, commit("good"), rejected=(bad,)), run_id="r"
+        counts = await write_batch(
+            store, batch(Endpoint.COMMITS, commit("good"), rejected=(bad,)), run_id="r"
         )
         assert counts.rejected == 1
     rows = await conn.fetch("SELECT endpoint, raw, reason, times_seen FROM rejected_rows")
@@ -142,11 +160,11 @@ async def test_rejected_rows_are_quarantined_once(store: Store, conn: asyncpg.Co
 async def test_mark_moves_only_forward(store: Store) -> None:
     empty = Batch(Endpoint.COMMITS)
     assert await store.high_water_mark(Endpoint.COMMITS) is None
-    await store.write_batch(empty, run_id="r", mark=T0)
+    await write_batch(store, empty, run_id="r", mark=T0)
     assert await store.high_water_mark(Endpoint.COMMITS) == T0
-    await store.write_batch(empty, run_id="r", mark=T0 - timedelta(days=1))
+    await write_batch(store, empty, run_id="r", mark=T0 - timedelta(days=1))
     assert await store.high_water_mark(Endpoint.COMMITS) == T0
-    await store.write_batch(empty, run_id="r", mark=T0 + timedelta(seconds=1))
+    await write_batch(store, empty, run_id="r", mark=T0 + timedelta(seconds=1))
     assert await store.high_water_mark(Endpoint.COMMITS) == T0 + timedelta(seconds=1)
     assert await store.high_water_mark(Endpoint.CHANGES) is None
 
@@ -158,8 +176,8 @@ async def test_failed_batch_rolls_back_with_its_mark(
 
     poisoned = commit("p")[:-2] + (None, None)  # created_at NULL violates NOT NULL
     with pytest.raises(DatabaseError, match="writing a batch failed"):
-        await store.write_batch(
-            batch(Endpoint.COMMITS, commit("ok"), poisoned), run_id="r", mark=T0
+        await write_batch(
+            store, batch(Endpoint.COMMITS, commit("ok"), poisoned), run_id="r", mark=T0
         )
     assert await conn.fetchval("SELECT count(*) FROM ai_commits") == 0
     assert await store.high_water_mark(Endpoint.COMMITS) is None
