@@ -273,7 +273,8 @@ def test_env_example_values_are_the_defaults() -> None:
         if variable not in VARIABLES or not is_set or variable == "CURSOR_API_KEY":
             continue
         field = VARIABLES[variable]
-        configured = Settings(**{variable: value})
+        given: dict[str, Any] = {variable: value}
+        configured = Settings(**given)
         assert getattr(configured, field) == getattr(defaults, field), variable
 
 

@@ -29,7 +29,7 @@ NOW = datetime.now(timezone.utc)
 
 
 def settings_for(sim: FakeApi, url: str, **overrides: Any) -> Settings:
-    values = {
+    values: dict[str, Any] = {
         "CURSOR_API_KEY": sim.config.api_key,
         "CURSOR_API_BASE_URL": sim.url,
         "DATABASE_URL": url,

@@ -122,7 +122,9 @@ def test_metrics_label_requests_by_endpoint(path: str, label: str) -> None:
     assert endpoint_label(path) == label
 
 
-def samples(metrics: Metrics, now: datetime | None = None) -> dict[tuple[str, frozenset], float]:
+def samples(
+    metrics: Metrics, now: datetime | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = metrics.render(now).decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value

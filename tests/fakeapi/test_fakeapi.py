@@ -476,7 +476,7 @@ async def test_duplicates_across_pages_last_wins(
         assert len(rows) - len(final) > 20, "some keys appear twice"
         want = api.dataset.truth(endpoint, EVER, FAR)
         assert final == {row[endpoint.key]: row for row in want}
-        firsts = {}
+        firsts: dict[str, Any] = {}
         for row in rows:
             firsts.setdefault(row[endpoint.key], row)
         assert any(firsts[k] != final[k] for k in final), "some copies carry updated values"

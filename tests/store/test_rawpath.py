@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import syncer.store.rawsql
 import syncer.store.writer
 import syncer.sync
 from syncer.commands import sync_command
@@ -44,16 +45,15 @@ class RawStats:
 @pytest.fixture
 def stats(monkeypatch: pytest.MonkeyPatch) -> RawStats:
     counted = RawStats()
-    original = syncer.store.writer.prepare_raw
+    original = syncer.store.rawsql.prepare_raw
 
-    async def counting(*args: Any, **kwargs: Any) -> Any:
+    async def counting(*args: Any, **kwargs: Any) -> None:
         try:
-            result = await original(*args, **kwargs)
+            await original(*args, **kwargs)
         except asyncpg.PostgresError:
             counted.fallback += 1
             raise
         counted.raw += 1
-        return result
 
     monkeypatch.setattr(syncer.store.writer, "prepare_raw", counting)
     return counted
@@ -74,8 +74,8 @@ def cut(data: bytes, sizes: list[int], target: int) -> tuple[bytes | None, list[
         blocks.extend(cutter.feed(data[pos : pos + size]))
         pos += size
     blocks.extend(cutter.feed(data[pos:]))
-    if (block := cutter.close()) is not None:
-        blocks.append(block)
+    if (last := cutter.close()) is not None:
+        blocks.append(last)
     for block, plain in blocks:
         assert plain == is_plain(block)
     return cutter.header, [block for block, _ in blocks]

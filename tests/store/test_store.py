@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,7 +22,9 @@ from syncer.store.writer import BatchWriter
 T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
 
 
-def commit(hash_: str, added: int = 10, *, extra: dict[str, str | None] | None = None) -> tuple:
+def commit(
+    hash_: str, added: int = 10, *, extra: dict[str, str | None] | None = None
+) -> tuple[Any, ...]:
     return (
         hash_,
         "user_1",
@@ -44,7 +47,9 @@ def commit(hash_: str, added: int = 10, *, extra: dict[str, str | None] | None =
     )
 
 
-def change(change_id: str, files: tuple, *, model: str | None = "gpt-4o") -> tuple:
+def change(
+    change_id: str, files: tuple[Any, ...], *, model: str | None = "gpt-4o"
+) -> tuple[Any, ...]:
     return (change_id, "user_1", "dev@example.com", "COMPOSER", model, 18, 4, T0, files, None)
 
 
@@ -55,7 +60,7 @@ FILES = (
 )
 
 
-def batch(endpoint: Endpoint, *rows: tuple, rejected: tuple[Rejected, ...] = ()) -> Batch:
+def batch(endpoint: Endpoint, *rows: tuple[Any, ...], rejected: tuple[Rejected, ...] = ()) -> Batch:
     return Batch(endpoint, {row[0]: row for row in rows}, list(rejected))
 
 
