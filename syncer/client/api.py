@@ -185,8 +185,7 @@ class CursorClient:
         path = endpoint.csv_path
 
         def read(response: aiohttp.ClientResponse) -> AsyncGenerator[RawBlock, None]:
-            chunks = response.content.iter_chunked(CHUNK_SIZE)
-            return cut_blocks(path, chunks, block_bytes)
+            return cut_blocks(response.content.iter_chunked(CHUNK_SIZE), block_bytes)
 
         async with aclosing(self._retrying(path, _params(start, end, user), read)) as blocks:
             async for block in blocks:
