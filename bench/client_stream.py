@@ -1,11 +1,13 @@
 """Client throughput and memory: stream + parse 100k and 1M commit rows from the simulator.
 
-    .venv/bin/python bench/client_stream.py [--sizes 100000 1000000] [--rounds 3]
+    .venv/bin/python bench/client_stream.py [--rows 100000 1000000] [--rounds 3]
 
 For each size a simulator runs in its own subprocess (its CSV cache warmed by one untimed
 pass, so its rendering speed is not what is measured), and a fresh client subprocess streams
-the window through `CursorClient.stream_rows` and reports rows/s, CPU seconds and its own
-peak RSS. A last line parses the same bytes from memory with `CsvParser` alone (one core).
+the window as a sync pass does, through `CursorClient.stream_blocks` in blocks of the size a
+pass asks for, reads every block the typed way with `parse_block`, and reports rows/s, CPU
+seconds and its own peak RSS. A last line cuts and parses the same bytes from memory with
+`BlockCutter` and `parse_block` alone (one core).
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from datetime import datetime, timezone
 from syncer.client.api import CHUNK_SIZE, CursorClient
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
-from syncer.parse.parser import CsvParser
+from syncer.parse.blocks import BlockCutter
+from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected
 
 ANCHOR = "2025-08-01T00:00:00Z"
 START = datetime(2025, 6, 1, tzinfo=timezone.utc)
 END = datetime(2025, 8, 2, tzinfo=timezone.utc)
 KEY = "bench-key"
+#: The block a sync pass asks for with the default SYNC_BATCH_ROWS (10,000 rows × 256 bytes).
+BLOCK_BYTES = 10_000 * 256
 
 
 @contextmanager
@@ -69,10 +74,10 @@ async def stream(url: str) -> tuple[int, int]:
     """Stream the window once; (rows, rejected)."""
     rows = rejected = 0
     async with CursorClient(settings(url)) as api:
-        async for item in api.stream_rows(Endpoint.COMMITS, START, END):
-            if type(item) is Rejected:
-                rejected += 1
-            rows += 1
+        async for block in api.stream_blocks(Endpoint.COMMITS, START, END, block_bytes=BLOCK_BYTES):
+            items = parse_block(Endpoint.COMMITS, block)
+            rejected += sum(1 for item in items if type(item) is Rejected)
+            rows += len(items)
     return rows, rejected
 
 
@@ -105,14 +110,17 @@ def client(url: str, rounds: int) -> None:
 
 
 def parse_only(url: str, rounds: int) -> None:
-    """The parser alone over bytes in memory, in the client's chunk size."""
+    """The cutter and the parser alone over bytes in memory, in the client's chunk size."""
     data = asyncio.run(download(url))
     chunks = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
     best = 0.0
     for _ in range(rounds):
-        parser = CsvParser(Endpoint.COMMITS)
+        cutter = BlockCutter(BLOCK_BYTES)
         started = time.process_time()
-        rows = sum(len(parser.feed(chunk)) for chunk in chunks) + len(parser.close())
+        blocks = [block for chunk in chunks for block in cutter.feed(chunk)]
+        if (last := cutter.close()) is not None:
+            blocks.append(last)
+        rows = sum(len(parse_block(Endpoint.COMMITS, block)) for block in blocks)
         best = max(best, rows / (time.process_time() - started))
     print(json.dumps({"rows": rows, "mb": len(data) / 1e6, "rows_per_cpu_s": best}), flush=True)
 
@@ -126,7 +134,10 @@ def measure(mode: str, url: str, rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--rows", "--sizes", dest="sizes", type=int, nargs="+", default=[100_000, 1_000_000],
+        help="commit rows the simulator serves, one run each",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--parse", metavar="URL", help=argparse.SUPPRESS)
@@ -149,7 +160,7 @@ def main() -> None:
             if size == args.sizes[0]:
                 parsed = measure("parse", url, args.rounds)
     print(
-        f"parse+convert only (CsvParser, bytes in memory, 1 core): "
+        f"cut+parse+convert only (BlockCutter + parse_block, bytes in memory, 1 core): "
         f"{parsed['rows_per_cpu_s']:,.0f} rows/s over {parsed['rows']:,.0f} rows "
         f"({parsed['mb']:.0f} MB)"
     )

@@ -36,7 +36,6 @@ from syncer.errors import (
 )
 from syncer.parse.blocks import RawBlock, cut_blocks
 from syncer.parse.pages import Page, read_page
-from syncer.parse.parser import parse_batches
 from syncer.parse.rows import Rejected, Row
 from syncer.timespec import isoformat_z
 
@@ -148,25 +147,6 @@ class CursorClient:
             await self._session.close()
             self._session = None
 
-    async def stream_batches(
-        self, endpoint: Endpoint, start: datetime, end: datetime, *, user: str | None = None
-    ) -> AsyncGenerator[list[Row | Rejected], None]:
-        """Rows of the CSV endpoint for [start, end], in lists as chunks complete them.
-
-        A retry restarts the download from its beginning, so after a failure mid-stream
-        rows already yielded come again: consumers must be idempotent (the engine's
-        upserts are; the last occurrence of a key wins). Close the iterator (e.g. with
-        `contextlib.aclosing`) when stopping early.
-        """
-        path = endpoint.csv_path
-
-        def read(response: aiohttp.ClientResponse) -> AsyncGenerator[list[Row | Rejected], None]:
-            return parse_batches(endpoint, response.content.iter_chunked(CHUNK_SIZE))
-
-        async with aclosing(self._retrying(path, _params(start, end, user), read)) as batches:
-            async for batch in batches:
-                yield batch
-
     async def stream_blocks(
         self,
         endpoint: Endpoint,
@@ -179,32 +159,21 @@ class CursorClient:
         """The CSV endpoint's response for [start, end] as blocks of complete records (bytes).
 
         Each block is at least `block_bytes` long (the last may be shorter) and carries the
-        response's header. Retries behave as in `stream_batches`: after a failure mid-stream
-        the download restarts from its beginning, so records already yielded come again.
+        response's header; `syncer.parse.parser.parse_block` reads one as typed rows. A retry
+        restarts the download from its beginning, so after a failure mid-stream records
+        already yielded come again: consumers must be idempotent (the engine's upserts are;
+        the last occurrence of a key wins). A partial record is never yielded: a stream cut
+        mid-record is retried, then raised as StreamInterrupted. Close the iterator (e.g.
+        with `contextlib.aclosing`) when stopping early.
         """
         path = endpoint.csv_path
 
         def read(response: aiohttp.ClientResponse) -> AsyncGenerator[RawBlock, None]:
-            chunks = response.content.iter_chunked(CHUNK_SIZE)
-            return cut_blocks(path, chunks, block_bytes)
+            return cut_blocks(response.content.iter_chunked(CHUNK_SIZE), block_bytes)
 
         async with aclosing(self._retrying(path, _params(start, end, user), read)) as blocks:
             async for block in blocks:
                 yield block
-
-    async def stream_rows(
-        self, endpoint: Endpoint, start: datetime, end: datetime, *, user: str | None = None
-    ) -> AsyncGenerator[Row | Rejected, None]:
-        """Rows of the CSV endpoint for [start, end], streamed; rows MAY REPEAT after a retry.
-
-        A failure mid-stream restarts the request from the beginning (see `stream_batches`),
-        so some rows can be yielded twice; upserts make that harmless. A partial record is
-        never yielded: a stream cut mid-record is retried, then raised as StreamInterrupted.
-        """
-        async with aclosing(self.stream_batches(endpoint, start, end, user=user)) as batches:
-            async for batch in batches:
-                for item in batch:
-                    yield item
 
     async def fetch_page(
         self,

@@ -6,7 +6,11 @@ and hands each block of complete records to `COPY … (FORMAT csv)` untouched.
 
 Python's `csv` module and PostgreSQL's CSV parser agree on well-formed CSV (RFC 4180 with LF
 or CRLF line ends) and disagree on some malformed input (a quote inside an unquoted field).
-`is_plain` checks a block against that grammar; a block that fails goes the typed way.
+`is_plain` checks a block against that grammar; a block that fails goes the typed way
+(`syncer.parse.parser.parse_block`).
+
+`BlockCutter` is the only code that finds where records end in a stream: both paths, raw and
+typed, read its blocks.
 """
 
 from __future__ import annotations
@@ -77,13 +81,12 @@ def is_plain(data: bytes) -> bool:
 class BlockCutter:
     """Fed response bytes, returns blocks of complete records of at least `target` bytes.
 
-    Each block comes with whether it `is_plain`. Boundaries are found by counting quotes;
-    where a block is not plain a stray quote may have misled the count, so its end is checked
-    with the exact grammar and moved back to a real record boundary if needed.
+    Each block says whether it `is_plain`. Boundaries are found by counting quotes; where a
+    block is not plain a stray quote may have misled the count, so its end is checked with
+    the exact grammar and moved back to a real record boundary if needed.
     """
 
-    def __init__(self, path: str, target: int) -> None:
-        self._path = path
+    def __init__(self, target: int) -> None:
         self._target = target
         self._pending: list[bytes] = []
         self._size = 0
@@ -94,7 +97,7 @@ class BlockCutter:
         self.header: bytes | None = None
         self.names: tuple[str, ...] = ()
 
-    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
+    def feed(self, chunk: bytes) -> list[RawBlock]:
         """Take the next chunk; the blocks (about `target` bytes each) it completed."""
         quotes = chunk.count(b'"')
         # a quoted field open over all the searched bytes runs on through a chunk with no quote
@@ -133,19 +136,23 @@ class BlockCutter:
             start = self._resync(data, start, blocks)
             self._searched = len(data) - start  # what is left is one record, open to the end
         self._keep(data[start:], resync)
-        return blocks
+        return [self._block(piece, plain) for piece, plain in blocks]
 
-    def close(self) -> tuple[bytes, bool] | None:
+    def close(self) -> RawBlock | None:
         """End of stream: the last records (the final one may lack its line end).
 
-        A quoted field still open at the end is left in the data; the typed reader
-        quarantines it (see `CsvParser.close`).
+        A quoted field still open at the end is left in the data, which is then not plain:
+        the typed reader quarantines its first line (see `parse_block`).
         """
         if self.header is None:
             self._take_header(final=True)
         data = b"".join(self._pending)
         self._pending, self._size = [], 0
-        return (data, is_plain(data)) if data else None
+        return self._block(data, is_plain(data)) if data else None
+
+    def _block(self, data: bytes, plain: bool) -> RawBlock:
+        assert self.header is not None  # blocks are cut only once the header is read
+        return RawBlock(self.header, self.names, data, plain)
 
     def _keep(self, rest: bytes, resynced: bool) -> None:
         """Make `rest`, which starts at a record boundary, the pending bytes."""
@@ -208,15 +215,11 @@ def _exact_end(data: bytes, start: int, end: int) -> int:
     return exact if exact > start else -1
 
 
-async def cut_blocks(
-    path: str, chunks: AsyncIterator[bytes], target: int
-) -> AsyncGenerator[RawBlock, None]:
+async def cut_blocks(chunks: AsyncIterator[bytes], target: int) -> AsyncGenerator[RawBlock, None]:
     """Blocks of complete records of a response, each with the response's header."""
-    cutter = BlockCutter(path, target)
+    cutter = BlockCutter(target)
     async for chunk in chunks:
-        for data, plain in cutter.feed(chunk):
-            assert cutter.header is not None
-            yield RawBlock(cutter.header, cutter.names, data, plain)
-    last = cutter.close()
-    if last is not None and cutter.header is not None:
-        yield RawBlock(cutter.header, cutter.names, *last)
+        for block in cutter.feed(chunk):
+            yield block
+    if (last := cutter.close()) is not None:
+        yield last

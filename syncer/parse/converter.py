@@ -75,7 +75,7 @@ def compile_converter(
         "_files": to_files,
         "_extra": extra,
     }
-    exec(compile(source, f"<csvstream converter {width} columns>", "exec"), namespace)
+    exec(compile(source, f"<csv converter {width} columns>", "exec"), namespace)
     convert: Convert = namespace["convert"]
     return convert
 

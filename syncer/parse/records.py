@@ -102,17 +102,11 @@ def boundary_after(data: bytes, start: int, pos: int) -> int:
     return newline + 1
 
 
-def split_first_record(text: str) -> tuple[str, str]:
-    """The first record of `text` (up to its newline outside quotes) and the rest."""
-    first = split_records(text, limit=1)
-    return (first[0], text[len(first[0]) :]) if first else ("", "")
-
-
-def split_records(text: str, limit: int = -1) -> list[str]:
-    """The records of `text` (at most `limit`), each with its newline, as `csv` reads them."""
+def split_records(text: str) -> list[str]:
+    """The records of `text`, each with its newline, as `csv` reads them."""
     records: list[str] = []
     start = 0
-    while len(records) != limit and start < len(text):
+    while start < len(text):
         end = record_end(text, start)
         records.append(text[start:end])
         start = end

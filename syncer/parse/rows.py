@@ -6,7 +6,7 @@ columns this version does not know (None when there are none). Files (`metadata_
 a tuple of `(file_name, file_extension, lines_added, lines_deleted, extra)` tuples.
 
 The careful converters here raise ValueError with a readable reason; the CSV parser
-(csvstream.py) falls back on them to name what is wrong with a record, and the JSON
+(parser.py) falls back on them to name what is wrong with a record, and the JSON
 endpoints use them for every value.
 """
 
@@ -30,7 +30,11 @@ _FILE_JSON_KEYS = frozenset(key.json_name for key in FILE_KEYS)
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A record that could not be read: its CSV text, why, and its record number (header = 1)."""
+    """A record that could not be read: its text, why, and where it was.
+
+    `line` is the record's number within the CSV block it was read from (the block's header
+    being record 1), or the item's position among a JSON endpoint's results.
+    """
 
     raw: str
     reason: str

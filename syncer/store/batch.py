@@ -12,7 +12,7 @@ from datetime import datetime
 
 from syncer.endpoints import Endpoint
 from syncer.parse.blocks import RawBlock
-from syncer.parse.parser import CsvParser
+from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected, Row
 
 
@@ -54,11 +54,8 @@ class Batch:
     @classmethod
     def parse(cls, endpoint: Endpoint, block: RawBlock) -> Batch:
         """A block of raw CSV records read the typed way (each bad record rejected on its own)."""
-        parser = CsvParser(endpoint)
         batch = cls(endpoint)
-        batch.absorb(parser.feed(block.header))
-        batch.absorb(parser.feed(block.data))
-        batch.absorb(parser.close())
+        batch.absorb(parse_block(endpoint, block))
         return batch
 
 

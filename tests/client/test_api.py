@@ -1,4 +1,7 @@
-"""The client maps statuses to typed errors, retries only what can succeed, and hides the key."""
+"""The client maps statuses to typed errors, retries only what can succeed, and hides the key.
+
+Every CSV download goes through `stream_blocks` and `parse_block`, the path a sync pass runs.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,9 @@ from syncer.errors import (
     StreamInterrupted,
 )
 from syncer.parse.pages import Page
+from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected, Row
+from tests.csvpath import rows_of
 
 UTC = timezone.utc
 KEY = "key_SECRET_abc123"
@@ -40,6 +45,7 @@ END = datetime(2025, 7, 31, tzinfo=UTC)
 COMMITS_URL = re.compile(r"^http://api\.test/analytics/ai-code/commits\.csv\?.*$")
 CHANGES_JSON_URL = re.compile(r"^http://api\.test/analytics/ai-code/changes\?.*$")
 HEADER = ",".join(column.name for column in Endpoint.COMMITS.columns)
+COMMITS = Endpoint.COMMITS
 CSV_BODY = f"{HEADER}\nc1,u,e,r,b,true,1,2,3,4,5,6,7,8,msg,,2025-07-30T14:12:30.000Z\n"
 
 
@@ -143,10 +149,6 @@ def client(recorder: Recorder, budget: FakeBudget) -> ClientFactory:
     return build
 
 
-async def collect(api: CursorClient, endpoint: Endpoint = Endpoint.COMMITS) -> list[Row | Rejected]:
-    return [row async for row in api.stream_rows(endpoint, START, END)]
-
-
 def request_count(mocked: aioresponses) -> int:
     return sum(len(calls) for calls in mocked.requests.values())
 
@@ -163,7 +165,7 @@ async def test_success_sends_dates_agent_and_parses(
     with aioresponses() as mocked:
         mock_get(mocked, callback=reply)
         async with client() as api:
-            rows = [row async for row in api.stream_rows(Endpoint.COMMITS, START, END, user="u@x")]
+            rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, user="u@x"))
     assert [row[0] for row in rows] == ["c1"]
     assert seen == [{
         "query": {"startDate": "2025-07-01T00:00:00.000Z", "endDate": "2025-07-31T00:00:00.000Z",
@@ -183,7 +185,7 @@ async def test_server_errors_are_retried_then_succeed(
         mock_get(mocked, status=500, body="oops")
         mock_get(mocked, status=200, body=CSV_BODY)
         async with client() as api:
-            rows = await collect(api)
+            rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
         assert request_count(mocked) == 3
     assert [row[0] for row in rows] == ["c1"]
     assert len(budget.acquired) == 3, "every attempt goes through the budget"
@@ -217,7 +219,7 @@ async def test_retriable_errors_give_up_after_max_retries(
         mock_get(mocked, repeat=True, **mock)
         async with client(settings=make_settings(retries=2)) as api:
             with pytest.raises(error, match=match):
-                await collect(api)
+                await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
         assert request_count(mocked) == 3, "1 attempt + 2 retries"
     assert all(grant.settled for grant in budget.grants), "a failed attempt settles too"
     assert len([call for call in recorder.calls if call[0] == "retry"]) == 2
@@ -231,7 +233,7 @@ async def test_429_retry_after_waits_in_the_shared_budget(
         mock_get(mocked, status=429, headers={"Retry-After": "7"})
         mock_get(mocked, status=200, body=CSV_BODY)
         async with client(budget=limiter) as api:
-            rows = await collect(api)
+            rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
     assert [row[0] for row in rows] == ["c1"]
     assert recorder.sleeps == [7.0], "the Retry-After, not a backoff"
     assert ("rate_limited", "/analytics/ai-code/commits.csv") in recorder.calls
@@ -245,7 +247,7 @@ async def test_429_penalizes_the_budget_for_other_jobs(
         mock_get(mocked, status=429, headers={"Retry-After": "12"})
         mock_get(mocked, status=200, body=CSV_BODY)
         async with client() as api:
-            await collect(api)
+            await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
     assert budget.penalties == [("/analytics/ai-code/commits.csv", 12.0)]
 
 
@@ -271,7 +273,7 @@ async def test_fatal_errors_fail_fast(
         mock_get(mocked, status=status, body=body, repeat=True)
         async with client() as api:
             with pytest.raises(error, match=match) as caught:
-                await collect(api)
+                await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
         assert request_count(mocked) == 1, "never retried"
     assert caught.value.status == status
 
@@ -282,7 +284,7 @@ async def test_the_key_never_shows(client: ClientFactory) -> None:
         mock_get(mocked, status=401, body=f"bad key {KEY} / Basic {encoded}")
         async with client() as api:
             with pytest.raises(AuthError) as caught:
-                await collect(api)
+                await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
             text = " ".join([repr(api), str(api), str(caught.value), repr(caught.value)])
     assert KEY not in text
     assert encoded not in text
@@ -393,9 +395,9 @@ async def test_cut_stream_is_retried_then_raised_and_never_yields_the_half_row(
     server = CuttingServer(BODY, CUT, cuts=99)
     seen: list[Row | Rejected] = []
 
-    async def drain(api: CursorClient) -> None:
-        async for row in api.stream_rows(Endpoint.COMMITS, START, END):
-            seen.append(row)
+    async def drain(api: CursorClient) -> None:  # a block as soon as a record is whole
+        async for block in api.stream_blocks(COMMITS, START, END, block_bytes=1):
+            seen.extend(parse_block(COMMITS, block))
 
     async for url in serve(server):
         async with client(settings=make_settings(url, retries=2)) as api:
@@ -410,7 +412,8 @@ async def test_cut_stream_recovers_and_sends_auth_and_agent(client: ClientFactor
     server = CuttingServer(BODY, CUT, cuts=1)
     async for url in serve(server):
         async with client(settings=make_settings(url)) as api:
-            rows = await collect(api)
+            blocks = api.stream_blocks(COMMITS, START, END, block_bytes=1)
+            rows = await rows_of(COMMITS, blocks)
     assert [row[0] for row in rows] == ["c1", "c1", "c2"]
     request = server.requests[0].decode()
     assert f"Authorization: Basic {base64.b64encode(f'{KEY}:'.encode()).decode()}" in request
@@ -424,7 +427,7 @@ async def test_connection_refused_is_unreachable(client: ClientFactory, recorder
     await listening.wait_closed()
     async with client(settings=make_settings(f"http://127.0.0.1:{port}", retries=1)) as api:
         with pytest.raises(ApiUnreachable, match="Cannot connect|refused"):
-            await collect(api)
+            await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
     assert [status for kind, status in recorder.calls if kind == "request"] == ["error"] * 2
 
 
@@ -442,13 +445,12 @@ async def test_stopping_early_releases_the_connection(client: ClientFactory) -> 
     with aioresponses() as mocked:
         mock_get(mocked, status=200, body=body, repeat=True)
         async with client() as api:
-            async with aclosing(api.stream_rows(Endpoint.COMMITS, START, END)) as rows:
-                async for row in rows:
-                    assert row[0] == "c1"
+            async with aclosing(api.stream_blocks(COMMITS, START, END, block_bytes=1)) as blocks:
+                async for block in blocks:
+                    assert [row[0] for row in parse_block(COMMITS, block)] == ["c1"]
                     break
-            assert [row[0] async for row in api.stream_rows(Endpoint.COMMITS, START, END)][-1] == (
-                "c49"
-            )
+            rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, block_bytes=1))
+            assert rows[-1][0] == "c49"
 
 
 async def test_a_final_429_still_holds_other_jobs_back(
@@ -458,7 +460,7 @@ async def test_a_final_429_still_holds_other_jobs_back(
         mock_get(mocked, status=429, headers={"Retry-After": "30"}, repeat=True)
         async with client(settings=make_settings(retries=0)) as api:
             with pytest.raises(RateLimited, match="HTTP 429"):
-                await collect(api)
+                await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
     assert budget.penalties == [("/analytics/ai-code/commits.csv", 30.0)]
 
 
@@ -469,5 +471,5 @@ async def test_a_huge_retry_after_on_5xx_is_capped(
         mock_get(mocked, status=503, headers={"Retry-After": "86400"})
         mock_get(mocked, status=200, body=CSV_BODY)
         async with client(backoff_cap=20.0) as api:
-            await collect(api)
+            await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
     assert recorder.sleeps == [20.0]

@@ -18,6 +18,7 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.store.db import create_engine
 from syncer.store.store import Store
+from tests.csvpath import rows_of
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MINUTE = timedelta(seconds=60)
@@ -196,7 +197,8 @@ async def test_processes_whose_requests_reach_the_server_late_cause_no_429(
             start, end = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
 
             async def rows(api: CursorClient) -> int:
-                return len([row async for row in api.stream_rows(Endpoint.COMMITS, start, end)])
+                blocks = api.stream_blocks(Endpoint.COMMITS, start, end)
+                return len(await rows_of(Endpoint.COMMITS, blocks))
 
             counts = await asyncio.gather(*(rows((one, two)[i % 2]) for i in range(6)))
         for budget in budgets:

@@ -1,4 +1,8 @@
-"""The client against the simulator over real HTTP: every value arrives typed and equal to truth."""
+"""The client against the simulator over real HTTP: every value arrives typed and equal to truth.
+
+CSV downloads go through `stream_blocks` and `parse_block`, the path a sync pass runs, in
+blocks of the smallest size a pass asks for (several per response).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,16 @@ from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.fakeapi.csvtext import AGENT_TOOL
 from syncer.fakeapi.render import EXTRA_COLUMN, agent_version
 from syncer.parse.rows import Rejected, Row, row_as_dict
+from tests.csvpath import rows_of
 
 UTC = timezone.utc
 ANCHOR = datetime(2025, 8, 1, tzinfo=UTC)
 START = datetime(2025, 6, 1, tzinfo=UTC)
 END = datetime(2025, 8, 2, tzinfo=UTC)
+#: The smallest block a sync pass asks for.
+BLOCK = 16 * 1024
+
+COMMITS = Endpoint.COMMITS
 
 Simulate = Callable[..., Any]
 
@@ -76,11 +85,6 @@ def assert_equal_to_truth(sim: FakeApi, endpoint: Endpoint, got: dict[str, dict[
         assert got[key] == expected, key
 
 
-async def fetch(sim: FakeApi, endpoint: Endpoint, **settings: Any) -> list[Row | Rejected]:
-    async with client_for(sim, **settings) as api:
-        return [row async for row in api.stream_rows(endpoint, START, END)]
-
-
 @pytest.mark.parametrize("endpoint", list(Endpoint))
 @pytest.mark.parametrize(
     "variant",
@@ -100,7 +104,8 @@ async def test_csv_rows_equal_truth(
     simulate: Simulate, endpoint: Endpoint, variant: dict[str, Any]
 ) -> None:
     sim = await simulate(**variant)
-    items = await fetch(sim, endpoint)
+    async with client_for(sim) as api:
+        items = await rows_of(endpoint, api.stream_blocks(endpoint, START, END, block_bytes=BLOCK))
     assert not [item for item in items if isinstance(item, Rejected)]
     assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
 
@@ -111,7 +116,8 @@ async def test_a_redirected_download_is_followed_and_gets_no_key_elsewhere(
     simulate: Simulate, endpoint: Endpoint, mode: str, key_sent: int
 ) -> None:
     sim = await simulate(redirect_csv=mode)
-    items = await fetch(sim, endpoint)
+    async with client_for(sim) as api:
+        items = await rows_of(endpoint, api.stream_blocks(endpoint, START, END, block_bytes=BLOCK))
     assert_equal_to_truth(sim, endpoint, by_key(endpoint, items))
     assert sim.stats.count(endpoint.csv_path, 302) == 1
     assert sim.stats.downloads_with_auth == key_sent, "the key goes to the API's origin only"
@@ -124,7 +130,9 @@ async def test_unknown_column_lands_in_extra(
     simulate: Simulate, endpoint: Endpoint, mode: str
 ) -> None:
     sim = await simulate(extra_column=mode)
-    got = by_key(endpoint, await fetch(sim, endpoint))
+    async with client_for(sim) as api:
+        items = await rows_of(endpoint, api.stream_blocks(endpoint, START, END, block_bytes=BLOCK))
+    got = by_key(endpoint, items)
     for key, row in got.items():
         assert row.pop("extra") == {EXTRA_COLUMN: agent_version(key)}
         for entry in row.get("files", []):
@@ -137,7 +145,8 @@ async def test_malformed_rows_are_rejected_and_the_rest_equal_truth(
     simulate: Simulate, endpoint: Endpoint
 ) -> None:
     sim = await simulate(malformed_rate=0.05)
-    items = await fetch(sim, endpoint)
+    async with client_for(sim) as api:
+        items = await rows_of(endpoint, api.stream_blocks(endpoint, START, END, block_bytes=BLOCK))
     rejected = [item for item in items if isinstance(item, Rejected)]
     malformed = sim.dataset.malformed_keys(endpoint, START, END)
     assert len(rejected) == len(malformed) > 0
@@ -156,7 +165,8 @@ async def test_json_pages_equal_truth(simulate: Simulate, endpoint: Endpoint) ->
 async def test_cut_stream_is_retried_and_ends_equal_to_truth(simulate: Simulate) -> None:
     sim = await simulate(commits=3000)
     sim.faults.cut_next(after_bytes=150_000, times=2)
-    items = await fetch(sim, Endpoint.COMMITS)
+    async with client_for(sim) as api:
+        items = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, block_bytes=BLOCK))
     assert sim.stats.streams_cut == 2
     assert not [item for item in items if isinstance(item, Rejected)], "no half row"
     assert len(items) > 3000, "rows before each cut came again"
@@ -168,7 +178,9 @@ async def test_injected_failures_and_429_are_survived(simulate: Simulate) -> Non
     sim.faults.fail_next(2, status=503)
     sim.faults.throttle_next(1, retry_after=1)
     started = time.monotonic()
-    items = await fetch(sim, Endpoint.CHANGES)
+    async with client_for(sim) as api:
+        blocks = api.stream_blocks(Endpoint.CHANGES, START, END, block_bytes=BLOCK)
+        items = await rows_of(Endpoint.CHANGES, blocks)
     assert time.monotonic() - started >= 1.0, "Retry-After honoured"
     assert sim.stats.count(status=503) == 2
     assert sim.stats.rate_limited == 1
@@ -177,8 +189,9 @@ async def test_injected_failures_and_429_are_survived(simulate: Simulate) -> Non
 
 async def test_wrong_key_is_an_auth_error_after_one_request(simulate: Simulate) -> None:
     sim = await simulate()
-    with pytest.raises(AuthError, match="check CURSOR_API_KEY and that the team is on an"):
-        await fetch(sim, Endpoint.COMMITS, key="not-the-key")
+    async with client_for(sim, key="not-the-key") as api:
+        with pytest.raises(AuthError, match="check CURSOR_API_KEY and that the team is on an"):
+            await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, block_bytes=BLOCK))
     assert sim.stats.count(status=401) == 1
     assert sim.stats.count() == 1
 
@@ -211,7 +224,7 @@ async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) ->
     budget = RecordingBudget(settings)
     async with CursorClient(settings, budget=budget) as api:
         results = await asyncio.gather(
-            *(collect(api.stream_rows(Endpoint.COMMITS, START, END)) for _ in range(20))
+            *(rows_of(COMMITS, api.stream_blocks(COMMITS, START, END)) for _ in range(20))
         )
     busiest = max(
         sum(1 for other in budget.granted if start <= other < start + period)
@@ -227,10 +240,6 @@ async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) ->
     assert sim.stats.count(status=200) == 20
 
 
-async def collect(rows: AsyncIterator[Row | Rejected]) -> list[Row | Rejected]:
-    return [row async for row in rows]
-
-
 async def test_requests_that_reach_the_server_late_cause_no_429(simulate: Simulate) -> None:
     limit, period = 2, 1.0
     sim = await simulate(commits=50, changes=50, rate_limit_requests=limit,
@@ -239,7 +248,7 @@ async def test_requests_that_reach_the_server_late_cause_no_429(simulate: Simula
     settings = settings_for(sim, CURSOR_MAX_RETRIES=0)  # a 429 would fail the test loudly
     async with CursorClient(settings) as api:
         results = await asyncio.gather(
-            *(collect(api.stream_rows(Endpoint.COMMITS, START, END)) for _ in range(6))
+            *(rows_of(COMMITS, api.stream_blocks(COMMITS, START, END)) for _ in range(6))
         )
     assert all(len(rows) == len(results[0]) > 0 for rows in results)
     assert sim.stats.rate_limited == 0
