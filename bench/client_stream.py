@@ -61,7 +61,7 @@ def simulator(commits: int) -> Iterator[str]:
 
 
 def settings(url: str) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         CURSOR_API_KEY=KEY,
         CURSOR_API_BASE_URL=url,

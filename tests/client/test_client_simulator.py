@@ -60,7 +60,7 @@ def settings_for(sim: FakeApi, key: str | None = None, **settings: Any) -> Setti
         "CURSOR_MAX_RETRIES": 3,
     }
     values.update(settings)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def client_for(sim: FakeApi, key: str | None = None, **settings: Any) -> CursorClient:

@@ -132,7 +132,9 @@ def test_json_items_give_the_same_rows_as_csv() -> None:
         ],
     }  # fmt: skip
     assert json_row(Endpoint.CHANGES, item, 1) == CHANGE_ROWS[0]
-    assert json_row(Endpoint.CHANGES, {**item, "newField": [1]}, 1)[-1] == {"newField": [1]}
+    extended = json_row(Endpoint.CHANGES, {**item, "newField": [1]}, 1)
+    assert not isinstance(extended, Rejected)
+    assert extended[-1] == {"newField": [1]}
     bad = json_row(Endpoint.CHANGES, {**item, "totalLinesAdded": "lots"}, 7)
     assert isinstance(bad, Rejected)
     assert (bad.line, bad.reason) == (7, "total_lines_added: 'lots' is not an integer")
