@@ -185,7 +185,7 @@ VIEWS: list[tuple[str, str, str]] = [
             SELECT {_UTC_WEEK.format("created_at")} AS week, user_email, count(*) AS changes,
                    COALESCE(sum(total_lines_added), 0) AS accepted_lines_added,
                    COALESCE(sum(total_lines_deleted), 0) AS accepted_lines_deleted,
-                   mode() WITHIN GROUP (ORDER BY model) AS favourite_model
+                   mode() WITHIN GROUP (ORDER BY model COLLATE "C") AS favourite_model
             FROM public.ai_code_changes GROUP BY 1, 2
         ), both_ AS (
             SELECT week, user_email, commits, ai_assisted_commits, ai_lines_added,
