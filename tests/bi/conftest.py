@@ -66,11 +66,28 @@ def _awkward_rows(sim: FakeApi) -> None:
     zero = {f"{c}_lines_{d}": 0 for c in counted for d in ("added", "deleted")}
     commit(commit_hash="0" * 40, created_at=quiet, commit_ts=None, is_primary_branch=True, **zero)
     # more AI lines than lines in total, and no non_ai_* counts: unattributed is 0, not negative
-    commit(commit_hash="a" * 40, created_at=day, total_lines_added=5, tab_lines_added=9,
-           non_ai_lines_added=None, repo_name=SCRIPT_REPO, is_primary_branch=None)  # fmt: skip
+    commit(
+        commit_hash="a" * 40,
+        created_at=quiet + timedelta(days=1),
+        commit_ts=None,
+        total_lines_added=5,
+        tab_lines_added=9,
+        non_ai_lines_added=None,
+        repo_name=SCRIPT_REPO,
+        is_primary_branch=None,
+    )
     markup_email = "<img src=x onerror=alert(2)>@example.com"
-    commit(commit_hash="b" * 40, created_at=day, repo_name=None, branch_name=None,
-           is_primary_branch=None, user_email=markup_email)  # fmt: skip
+    commit(
+        commit_hash="b" * 40,
+        created_at=day - timedelta(days=1),
+        commit_ts=None,
+        repo_name=None,
+        branch_name=None,
+        is_primary_branch=None,
+        user_email=markup_email,
+        total_lines_added=5000,
+        composer_lines_added=4000,
+    )
     data.add(Endpoint.CHANGES, change_id="bi-markup", created_at=day, source="CLI",
              model=SCRIPT_MODEL, total_lines_added=7, total_lines_deleted=1,
              files=_files(("a/B.PY", "PY", 5, 1), ("Makefile", "", 2, 0)))  # fmt: skip
