@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -153,3 +154,23 @@ async def test_the_compose_role_script_is_idempotent(
         )
     finally:
         await bi_conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def test_the_grafana_profile_reads_through_the_granted_role() -> None:
+    root = Path(__file__).resolve().parents[2]
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    role, grant, grafana = (services[n] for n in ("grafana-role", "grafana-grant", "grafana"))
+    for service in (role, grant, grafana):
+        assert service["profiles"] == ["grafana"]
+    user = grafana["environment"]["SYNCER_BI_USER"]
+    assert grant["command"] == ["syncer", "grant-read", user]
+    assert f"role={user}" in role["command"]
+    assert grant["depends_on"]["grafana-role"]["condition"] == "service_completed_successfully"
+    assert grafana["depends_on"]["grafana-grant"]["condition"] == "service_completed_successfully"
+    for volume in (*grafana["volumes"], *role["volumes"]):
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (root / source).exists(), source
+    datasource = (root / "syncer/dashboards/provisioning/datasources/syncer.yaml").read_text()
+    for variable in re.findall(r"\$\{(\w+)\}", datasource):
+        assert variable in grafana["environment"], variable
