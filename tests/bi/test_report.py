@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
@@ -190,3 +192,34 @@ def test_renders_offline_in_headless_chromium(report_path: Path, tmp_path: Path)
     for hex_colour in PALETTE[:3]:  # the first three series' colours are painted
         rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
         assert rgb in colours, hex_colour
+
+
+async def test_without_plotly_the_report_is_a_one_line_hint(
+    bi_data: BiData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncer.bi.commands import report_command
+    from syncer.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
+    settings = Settings(_env_file=None, DATABASE_URL=bi_data.url)
+    with pytest.raises(
+        ConfigError, match=r"^syncer report needs plotly: pip install 'syncer\[report\]'$"
+    ):
+        await report_command(settings, "90d", tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.slow
+def test_the_command_writes_the_file_and_prints_its_path(bi_data: BiData, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CURSOR_", "SYNC_"))}
+    env["DATABASE_URL"] = bi_data.url
+    args = [sys.executable, "-m", "syncer", "report", "--since", SINCE, "--out", "out.html"]
+    done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "out.html")
+    assert (tmp_path / "out.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    bad = subprocess.run([*args[:4], "--since", "last tuesday"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("syncer: error: report:")
+    assert bad.stderr.count("\n") == 1
