@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from syncer import __version__
@@ -60,6 +61,18 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return await demo_command(settings)
 
 
+async def _grant_read(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.bi.commands import grant_read_command
+
+    return await grant_read_command(settings, args.role)
+
+
+async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.bi.commands import report_command
+
+    return await report_command(settings, args.since, args.out)
+
+
 async def _fake_api(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.fakeapi.cli import run
 
@@ -102,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", _status, "show high-water marks, last runs and row counts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", _migrate, "apply database migrations to the latest revision (idempotent)")
+    grant = add("grant-read", _grant_read, "let an existing role read the syncer_bi views only")
+    grant.add_argument("role", metavar="ROLE", help="an existing PostgreSQL role")
+    report = add("report", _report, "write a self-contained HTML report of the syncer_bi views")
+    report.add_argument(
+        "--since", default="90d", help="start: ISO date or datetime, 'now', or 'Nd' (default 90d)"
+    )
+    report.add_argument(
+        "--out", type=Path, default=Path("syncer-report.html"), help="where to write the HTML"
+    )
     add("demo", _demo, "zero-config tour: simulator + embedded PostgreSQL, backfill, daemon")
     fake = add("fake-api", _fake_api, "serve a local simulator of the Cursor API")
     from syncer.fakeapi.cli import add_arguments

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import SecretStr
 
 from syncer.commands import backfill_command, status_command
 from syncer.config import Settings
 from syncer.daemon.scheduler import run_daemon
+from syncer.errors import ConfigError
 from syncer.fakeapi.config import FakeApiConfig
 from syncer.fakeapi.server import FakeApi
 from syncer.store.db import database_url, to_libpq_url
@@ -46,8 +48,20 @@ async def demo_command(settings: Settings) -> int:
             "\nTry: psql " + url + " -c 'SELECT source, count(*), sum(total_lines_added) "
             "FROM ai_code_changes GROUP BY 1'"
         )
+        await _write_report(demo)
         if demo.sync_http_port:
             port = demo.sync_http_port
             print(f"Health and metrics: http://127.0.0.1:{port}/healthz, /metrics")
         print("\nNow running the daemon (new data arrives every minute); Ctrl-C stops it.\n")
         return await run_daemon(demo)
+
+
+async def _write_report(settings: Settings) -> None:
+    """The HTML report of the demo data, or the hint to install plotly."""
+    from syncer.bi.commands import report_command
+
+    print("\nReport of the syncer_bi views (open it in a browser; it works offline):")
+    try:
+        await report_command(settings, "90d", Path("syncer-report.html"))
+    except ConfigError as exc:
+        print(f"  skipped: {exc}")

@@ -158,7 +158,14 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 def test_compose_parses_and_references_only_defined_services_and_volumes() -> None:
     spec = compose()
     services = spec["services"]
-    assert set(services) == {"postgres", "syncer", "fake-api"}
+    assert set(services) == {
+        "postgres",
+        "syncer",
+        "fake-api",
+        "grafana-role",
+        "grafana-grant",
+        "grafana",
+    }
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on undefined {dependency}"
