@@ -22,6 +22,7 @@ from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError, DatabaseError
 from syncer.results import NoProgress, Outcome, PassResult, Progress
 from syncer.store.db import database_url, migrate
+from syncer.store.ratebudget import RateBudgetTable
 from syncer.store.schema import sync_runs, sync_state
 from syncer.store.store import Store
 from syncer.sync import Pass
@@ -36,8 +37,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[tuple[CursorClient
     settings.require_api_key()
     async with Store.connect(database_url(settings)) as store:
         await migrate(store.engine)
+        shared = RateBudgetTable(store)  # the rate budget, shared with other processes
         async with (
-            PostgresBudget.from_settings(store, settings) as budget,  # shared with other processes
+            PostgresBudget.from_settings(shared, settings) as budget,
             CursorClient(settings, budget=budget) as api,
         ):
             yield api, store

@@ -55,6 +55,7 @@ from syncer.errors import (
 )
 from syncer.results import Outcome, PassResult
 from syncer.store.db import create_engine, database_url, migrate, reason, redact
+from syncer.store.ratebudget import RateBudgetTable
 from syncer.store.store import Store
 from syncer.sync import Pass
 
@@ -150,7 +151,7 @@ class Daemon:
                 return
             store = Store(engine)
             budget = await stack.enter_async_context(
-                PostgresBudget.from_settings(store, s, stop=self._stop)
+                PostgresBudget.from_settings(RateBudgetTable(store), s, stop=self._stop)
             )
             api = await stack.enter_async_context(
                 CursorClient(s, budget=budget, observer=self.metrics, sleep=self._retry_sleep)
