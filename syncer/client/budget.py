@@ -78,6 +78,11 @@ class Ledger(Protocol):
         ...
 
 
+def _whole_microseconds(seconds: float) -> float:
+    """`seconds` rounded up to the database clock's resolution (a shorter wait changes nothing)."""
+    return math.ceil(seconds * 1e6) / 1e6
+
+
 def seconds_from(now: datetime) -> Callable[[datetime], float]:
     """Convert the database's timestamps to the rule's seconds, `now` being 0."""
     return lambda moment: (moment - now).total_seconds()
@@ -230,7 +235,7 @@ class PostgresBudget:
         wait = next_wait(grants, not_before, 0.0, self.requests, self.period, self._in_flight)
         if wait.seconds > 0:
             poll = settle_poll(self.period) if wait.on_answer else wait.seconds
-            return None, (None, min(wait.seconds, poll))
+            return None, (None, _whole_microseconds(min(wait.seconds, poll)))
         counted = [counted_at(at, settled, 0.0, self._in_flight) for at, settled in grants]
         kept = [g for g, at in zip(row.grants, counted, strict=True)
                 if still_counts(at, 0.0, self.period)]  # fmt: skip
