@@ -48,6 +48,7 @@ from syncer.errors import (
     ConfigError,
     DatabaseError,
     DataError,
+    Interrupted,
     RateLimited,
     ServerError,
     StreamInterrupted,
@@ -240,8 +241,9 @@ class Daemon:
         try:
             result = await sync.run()
         except asyncio.CancelledError:
-            # Stopped by shutdown: the pass rolled its batch back and logged its run row.
-            # This task is the job's own top level, so ending it normally loses nothing.
+            # Cancelled after the shutdown timeout or by a second signal: the pass rolled its
+            # batch back and logged its run row. This task is the job's own top level (the
+            # scheduler would log the cancellation as a crash), so ending it normally loses nothing.
             result = PassResult(endpoint, sync.run_id, Outcome.INTERRUPTED)
         except Exception as exc:  # a bug must not take the daemon down with it
             log.exception("pass_crashed", endpoint=endpoint.value, run_id=sync.run_id)
@@ -317,7 +319,7 @@ class Daemon:
         """The client's pause between retries; a shutdown ends it (nothing is in flight)."""
         await self._sleep(seconds)
         if self._stop.is_set():
-            raise asyncio.CancelledError("stopping: the retry was not sent")
+            raise Interrupted("stopping: the retry was not sent")
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when a stop is requested."""
