@@ -134,7 +134,7 @@ async def test_a_signalled_backfill_keeps_its_batches_records_the_run_and_resume
             proc = await _backfill(env, stderr)
             await _until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a batch")
             proc.send_signal(sig)
-            stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
+            stdout, _ = await asyncio.wait_for(proc.communicate(), 40)
             stored = await conn.fetchval("SELECT count(*) FROM ai_commits")
             mark = await conn.fetchval("SELECT high_water_mark FROM sync_state")
         finally:
@@ -157,7 +157,7 @@ async def test_a_signalled_backfill_keeps_its_batches_records_the_run_and_resume
 
         sim.faults.chunk_delay = 0.0
         rerun = await _backfill(env, tmp_path / "rerun.err")
-        await asyncio.wait_for(rerun.communicate(), 120)
+        await asyncio.wait_for(rerun.communicate(), 50)
         assert rerun.returncode == 0, (tmp_path / "rerun.err").read_text()
         assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 4000
         assert [r["outcome"] for r in await last_runs(clean_db)] == ["interrupted", "success"]
@@ -189,7 +189,7 @@ async def test_a_second_signal_stops_at_once_and_rolls_the_batch_in_flight_back(
             proc.send_signal(signal.SIGTERM)  # cannot reach a batch boundary: the write waits
             await _until(lambda: _async("stopping" in _events(stderr)), "the first signal")
             proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.communicate(), 60)
+            await asyncio.wait_for(proc.communicate(), 40)
             await writes.rollback()
             stored = await watcher.fetchval("SELECT count(*) FROM ai_commits")
         finally:
@@ -206,7 +206,7 @@ async def test_a_second_signal_stops_at_once_and_rolls_the_batch_in_flight_back(
         assert run["finished_at"] is not None
 
         rerun = await _backfill(env, tmp_path / "rerun.err")
-        await asyncio.wait_for(rerun.communicate(), 120)
+        await asyncio.wait_for(rerun.communicate(), 50)
         assert rerun.returncode == 0, (tmp_path / "rerun.err").read_text()
         assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 4000
 

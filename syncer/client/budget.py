@@ -83,7 +83,7 @@ def _whole_microseconds(seconds: float) -> float:
     return math.ceil(seconds * 1e6) / 1e6
 
 
-def seconds_from(now: datetime) -> Callable[[datetime], float]:
+def _seconds_from(now: datetime) -> Callable[[datetime], float]:
     """Convert the database's timestamps to the rule's seconds, `now` being 0."""
     return lambda moment: (moment - now).total_seconds()
 
@@ -229,7 +229,7 @@ class PostgresBudget:
 
     def _decide(self, row: Row) -> tuple[Booking | None, tuple[datetime | None, float]]:
         """Under the row lock: book a grant now, or say how long to wait (the rule's terms)."""
-        seconds = seconds_from(row.now)
+        seconds = _seconds_from(row.now)
         grants = [(seconds(g), g not in row.pending) for g in row.grants]
         not_before = -math.inf if row.not_before is None else seconds(row.not_before)
         wait = next_wait(grants, not_before, 0.0, self.requests, self.period, self._in_flight)
@@ -237,11 +237,11 @@ class PostgresBudget:
             poll = settle_poll(self.period) if wait.on_answer else wait.seconds
             return None, (None, _whole_microseconds(min(wait.seconds, poll)))
         counted = [counted_at(at, settled, 0.0, self._in_flight) for at, settled in grants]
-        kept = [g for g, at in zip(row.grants, counted, strict=True)
-                if still_counts(at, 0.0, self.period)]  # fmt: skip
+        kept = sorted(g for g, at in zip(row.grants, counted, strict=True)
+                      if still_counts(at, 0.0, self.period))  # fmt: skip
         booking = max([row.now, *(g + _TICK for g in row.grants)])  # unique: settled by value
         pending = [g for g in kept if g in row.pending]
-        return (sorted(kept) + [booking], pending + [booking]), (booking, 0.0)
+        return ([*kept, booking], [*pending, booking]), (booking, 0.0)
 
     async def _write(self, write: Awaitable[None], key: str, *, what: str) -> None:
         try:
