@@ -66,6 +66,9 @@ async def one_shot(passes: Callable[[GracefulStop], Awaitable[Sequence[PassResul
               "back, committed batches stay; run the same command again to resume",
               file=sys.stderr)  # fmt: skip
         return stop.exit_code
+    if not any(r.outcome is Outcome.INTERRUPTED for r in results):
+        report(results)  # the signal came once every pass had ended: nothing to resume
+        return stop.exit_code
     print_results(results)
     kept = ", ".join(f"{r.endpoint.value} {r.counts.rows} rows" for r in results)
     print(f"syncer: interrupted by {name}: committed batches stay ({kept}); the high-water "
