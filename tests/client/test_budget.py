@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -36,11 +37,11 @@ async def stores(database_url: str) -> AsyncIterator[list[Store]]:
 
 
 def budget(
-    time: VirtualTime, store: Store, requests: int, period: float, **options: object
+    time: VirtualTime, store: Store, requests: int, period: float, **options: Any
 ) -> PostgresBudget:
     """A budget on `store`'s rate_budget table, living on virtual time."""
-    return PostgresBudget(time.table(store), requests, period, clock=time.clock, sleep=time.sleep,
-                          **options)  # type: ignore[arg-type]  # fmt: skip
+    table = time.table(store)
+    return PostgresBudget(table, requests, period, clock=time.clock, sleep=time.sleep, **options)
 
 
 def assert_within_limit(times: list[float], requests: int, period: float) -> None:
