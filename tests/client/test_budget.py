@@ -197,7 +197,7 @@ async def test_processes_whose_requests_reach_the_server_late_cause_no_429(
     config = FakeApiConfig(commits=40, changes=40, seed=3, rate_limit_requests=2,
                            rate_limit_period=1.0)  # fmt: skip
     async with FakeApi(config) as sim:
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             _env_file=None, CURSOR_API_KEY=config.api_key, CURSOR_API_BASE_URL=sim.url,
             CURSOR_RATE_LIMIT_REQUESTS=2, CURSOR_RATE_LIMIT_PERIOD_SECONDS=1.0,
             CURSOR_MAX_RETRIES=0,  # a 429 would fail the test loudly
