@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +21,9 @@ from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import ConfigError, DatabaseError
 from syncer.results import NoProgress, Outcome, PassResult, Progress
+from syncer.stopping import GracefulStop
 from syncer.store.db import database_url, migrate
+from syncer.store.ratebudget import RateBudgetTable
 from syncer.store.schema import sync_runs, sync_state
 from syncer.store.store import Store
 from syncer.sync import Pass
@@ -31,20 +33,61 @@ log = structlog.get_logger(__name__)
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[tuple[CursorClient, Store]]:
-    """The API client and the migrated store a writing command needs."""
+async def open_resources(
+    settings: Settings, stop: GracefulStop | None = None
+) -> AsyncIterator[tuple[CursorClient, Store]]:
+    """The API client and the migrated store a writing command needs (`stop` ends its waits)."""
     settings.require_api_key()
     async with Store.connect(database_url(settings)) as store:
         await migrate(store.engine)
+        shared = RateBudgetTable(store)  # the rate budget, shared with other processes
+        event, sleep = (stop.event, stop.sleep) if stop else (None, asyncio.sleep)
         async with (
-            PostgresBudget.from_settings(store, settings) as budget,  # shared with other processes
-            CursorClient(settings, budget=budget) as api,
+            PostgresBudget.from_settings(shared, settings, stop=event) as budget,
+            CursorClient(settings, budget=budget, sleep=sleep) as api,
         ):
             yield api, store
 
 
+async def one_shot(passes: Callable[[GracefulStop], Awaitable[Sequence[PassResult]]]) -> int:
+    """Run a one-shot command's passes with a graceful stop on SIGINT and SIGTERM.
+
+    Stopped, it prints what each pass did and one line on stderr saying what was kept and how
+    to resume, and returns 130 (SIGINT) or 143 (SIGTERM); otherwise it is `report`.
+    """
+    stop = GracefulStop()
+    results = await stop.run(passes(stop))
+    if stop.signal is None:
+        assert results is not None  # only a second signal cancels the work
+        return report(results)
+    name = stop.signal.name
+    if results is None:
+        print(f"syncer: stopped at once by a second {name}: the batch in flight was rolled "
+              "back, committed batches stay; run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        return stop.exit_code
+    if not any(r.outcome is Outcome.INTERRUPTED for r in results):
+        report(results)  # the signal came once every pass had ended: nothing to resume
+        return stop.exit_code
+    print_results(results)
+    kept = ", ".join(f"{r.endpoint.value} {r.counts.rows} rows" for r in results)
+    print(f"syncer: interrupted by {name}: committed batches stay ({kept}); the high-water "
+          "mark moved only past whole windows; run the same command again to resume",
+          file=sys.stderr)  # fmt: skip
+    return stop.exit_code
+
+
 def report(results: Sequence[PassResult]) -> int:
     """Print one line per endpoint; raise the first failure so the CLI exits non-zero."""
+    print_results(results)
+    for r in results:
+        if r.outcome is Outcome.FAILED and r.error is not None:
+            raise r.error
+    return 0
+
+
+def print_results(results: Sequence[PassResult]) -> None:
+    """One line per endpoint: its outcome, counts, windows, duration, mark and error."""
     for r in results:
         c = r.counts
         mark = isoformat_z(r.high_water_mark) if r.high_water_mark else "-"
@@ -57,21 +100,22 @@ def report(results: Sequence[PassResult]) -> int:
         elif r.error is not None:
             detail = f"{detail}; error: {r.error}"
         print(f"{r.endpoint.value:<8} {r.outcome.value:<8} {detail}")
-    for r in results:
-        if r.outcome is Outcome.FAILED and r.error is not None:
-            raise r.error
-    return 0
 
 
 async def sync_command(settings: Settings, progress: Progress | None = None) -> int:
     """One incremental pass of every endpoint, concurrently (each has its own rate budget)."""
-    async with open_resources(settings) as (api, store):
-        passes = [
-            Pass(api, store, settings, endpoint, "sync", progress=progress or NoProgress())
-            for endpoint in Endpoint
-        ]
-        results = await asyncio.gather(*(p.run() for p in passes))
-    return report(results)
+
+    async def passes(stop: GracefulStop) -> list[PassResult]:
+        async with open_resources(settings, stop) as (api, store):
+            return await asyncio.gather(
+                *(
+                    Pass(api, store, settings, endpoint, "sync",
+                         progress=progress or NoProgress(), stop=stop.event).run()
+                    for endpoint in Endpoint
+                )
+            )  # fmt: skip
+
+    return await one_shot(passes)
 
 
 def parse_range(since: str, until: str) -> tuple[datetime, datetime]:
@@ -94,25 +138,29 @@ async def backfill_command(
 
     start, end = parse_range(since, until)
     endpoints = [endpoint] if endpoint else list(Endpoint)
-    async with open_resources(settings) as (api, store):
-        with ConsoleProgress() as progress:
-            results = await asyncio.gather(
-                *(
-                    Pass(
-                        api,
-                        store,
-                        settings,
-                        e,
-                        "backfill",
-                        since=start,
-                        until=end,
-                        wait_for_lock=True,
-                        progress=progress,
-                    ).run()
-                    for e in endpoints
+
+    async def passes(stop: GracefulStop) -> list[PassResult]:
+        async with open_resources(settings, stop) as (api, store):
+            with ConsoleProgress() as progress:
+                return await asyncio.gather(
+                    *(
+                        Pass(
+                            api,
+                            store,
+                            settings,
+                            e,
+                            "backfill",
+                            since=start,
+                            until=end,
+                            wait_for_lock=True,
+                            progress=progress,
+                            stop=stop.event,
+                        ).run()
+                        for e in endpoints
+                    )
                 )
-            )
-    return report(results)
+
+    return await one_shot(passes)
 
 
 @dataclass(slots=True)

@@ -41,7 +41,8 @@ async def demo_command(settings: Settings) -> int:
         print(f"PostgreSQL:           {url}")
         print("  connect a BI tool or run: psql " + url)
         print(f"\nBackfilling {DEMO_DAYS} days of commits and changes ...")
-        await backfill_command(demo, f"{DEMO_DAYS + 1}d", "now", None)
+        if stopped := await backfill_command(demo, f"{DEMO_DAYS + 1}d", "now", None):
+            return stopped  # Ctrl-C during the backfill ends the tour
         print()
         await status_command(demo, as_json=False)
         print(

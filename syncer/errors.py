@@ -16,7 +16,8 @@
     ├── DataError               a response that cannot be understood as a whole (e.g. a
     │                           required CSV column is missing); single bad rows are not
     │                           errors, they are quarantined
-    └── EndpointBusy            another process holds this endpoint's sync lock
+    ├── EndpointBusy            another process holds this endpoint's sync lock
+    └── Interrupted             a stop was asked for (a signal): the pass ends, nothing is lost
 
 Only the API client retries, and only `RetriableApiError`.
 """
@@ -92,3 +93,7 @@ class DataError(SyncerError):
 
 class EndpointBusy(SyncerError):
     """Another process is syncing this endpoint right now."""
+
+
+class Interrupted(SyncerError):
+    """A stop was requested: end at a batch boundary and send no further request."""

@@ -22,7 +22,7 @@ class Outcome(str, Enum):
     RUNNING = "running"  #: in flight (or the process died: see ABANDONED)
     SUCCESS = "success"  #: every window consumed and committed
     FAILED = "failed"  #: stopped on an error; committed batches stay, the mark did not pass them
-    INTERRUPTED = "interrupted"  #: cancelled by shutdown; the batch in flight rolled back
+    INTERRUPTED = "interrupted"  #: stopped by a signal or shutdown; committed batches stay
     SKIPPED = "skipped"  #: another process held the endpoint's lock
     ABANDONED = "abandoned"  #: found still "running" by a later pass: its process died
 

@@ -26,6 +26,7 @@ from syncer.endpoints import Endpoint
 from syncer.errors import (
     ApiTimeout,
     EndpointBusy,
+    Interrupted,
     ServerError,
     StreamInterrupted,
     SyncerError,
@@ -75,6 +76,7 @@ class Pass:
     raw: bool = True  #: whether plain CSV blocks may take the raw path (False: always typed)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _started: float = field(default=0.0, init=False, repr=False)
+    _kept: BatchCounts = field(default_factory=BatchCounts, init=False, repr=False)
 
     async def run(self) -> PassResult:
         """Take the endpoint's lock, consume every window, and write the run-log row."""
@@ -115,13 +117,16 @@ class Pass:
         try:
             for window in windows:
                 if self._stopping():
-                    raise asyncio.CancelledError
+                    raise Interrupted(_STOPPED)
                 result.counts.add(await self._window_or_halves(window, advance))
                 result.windows += 1
                 self.progress.window_done(self.endpoint, window)
             result.outcome = Outcome.SUCCESS
-        except asyncio.CancelledError:
-            result.outcome = Outcome.INTERRUPTED
+        except Interrupted:  # asked to stop: what was committed stays, and is counted
+            result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
+            bound.info("pass_stopped", windows_done=result.windows, rows_kept=self._kept.rows)
+        except asyncio.CancelledError:  # cancelled for real: the batch in flight rolls back
+            result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             result.requests = self.api.requests(self.endpoint) - requests
             await _quietly(self._finish(row_id, result, None))
             raise
@@ -187,7 +192,7 @@ class Pass:
         the typed way. Either way parsing or cutting the next block overlaps the write.
         """
         opener = partial(BatchWriter.open, self.store)
-        writer = OrderedWriter(opener, self.run_id, self.progress.batch_written)
+        writer = OrderedWriter(opener, self.run_id, self._batch_written)
         endpoint = self.endpoint
         block_bytes = max(_MIN_BLOCK, self.settings.sync_batch_rows * _ROW_BYTES)
         columns: list[str] | None = None
@@ -207,11 +212,21 @@ class Pass:
                         item = Batch.parse(endpoint, block)
                     await writer.put(item)
                     if self._stopping():
-                        raise asyncio.CancelledError
+                        raise Interrupted(_STOPPED)
             return await writer.finish(Batch(endpoint), advance=advance)
+        except Interrupted:
+            # the batches in hand commit; the mark waits for a window read to its end
+            await writer.finish(Batch(endpoint), advance=False)
+            raise
         finally:
             await writer.abort()
 
+    def _batch_written(self, endpoint: Endpoint, counts: BatchCounts) -> None:
+        self._kept.add(counts)
+        self.progress.batch_written(endpoint, counts)
+
+
+_STOPPED = "stopping: the pass ends at a batch boundary"
 
 #: The smallest raw block, and the bytes of a typical row (batch rows × this = block size).
 _MIN_BLOCK = 16 * 1024

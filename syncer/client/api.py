@@ -113,7 +113,7 @@ class CursorClient:
             sock_read=settings.cursor_read_timeout.total_seconds(),
         )
         self.max_retries = settings.cursor_max_retries
-        self._budget = budget if budget is not None else default_budget(settings)
+        self._budget = budget if budget is not None else RateLimiters.from_settings(settings)
         self._observer = observer if observer is not None else NullObserver()
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
@@ -317,18 +317,6 @@ class CursorClient:
         if self._session is None:
             raise RuntimeError("use `async with CursorClient(settings) as api:`")
         return self._session
-
-
-def default_budget(settings: Settings) -> RateLimiters:
-    """The in-process budget of the settings' rate limit, its window kept slightly wide.
-
-    Settled grants already absorb the delays between the limiter and the server (see
-    `syncer.client.ratelimit`); the margin, 2% of the period, at least 0.1 s and at most a second,
-    covers what they cannot: the server's clock or its window boundaries running a little
-    differently from ours.
-    """
-    requests, period = settings.rate_limit
-    return RateLimiters(requests, period + min(1.0, max(0.1, 0.02 * period)))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

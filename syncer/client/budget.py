@@ -4,20 +4,15 @@ Cursor allows 5 requests per minute per team and endpoint, not per process: the 
 `syncer backfill` started beside it must share one budget or they collide into 429s. Every
 process of a team writes into the same database, so that is where the budget lives.
 
-The policy. Before each request a process takes the endpoint's `rate_budget` row lock
-(`SELECT … FOR UPDATE`) and asks, by the database's clock, whether one more request now keeps
-every sliding window of `period` seconds within `requests` grants and is past a 429's
-`Retry-After`. If so it books the grant and commits; if not it commits without booking and
-sleeps until the earliest instant it could, then asks again. Transactions stay a few
-milliseconds long and no lock is held while waiting.
-
-The server counts a request when it arrives, and a request can be late on the way (a slow
-connect, a busy event loop on either side). So, as in `client.ratelimit`, a grant is booked as
-*pending* and settled once the response began or the attempt failed: its time then moves to
-that instant, which is never earlier than the server's count. A pending grant counts as "now"
-(the server may count it at any moment), for at most the client's connect and read timeouts,
-after which a crashed process's grant no longer holds anyone back. A small margin on the
-period covers the server's clock running slightly differently from the database's.
+The policy. Before each request a process books it in the endpoint's row of `rate_budget`
+(`syncer.store.ratebudget`: one short transaction under the row lock, by the database's
+clock). The rule is `syncer.client.ratewindow`'s, the same as the in-process limiter's: one
+more grant must keep every window of the widened period within the limit and be past a 429's
+`Retry-After`; a grant is booked *pending* and settled once its answer began or the attempt
+failed. Here the timestamps are converted to seconds from the database's `now`, and a pending
+grant counts as "now" for at most the client's connect and read timeouts, after which a crashed
+process's grant no longer holds anyone back. A process that may not book yet commits nothing
+and sleeps (looking again every `settle_poll` while another process's request is in flight).
 
 The in-process `RateLimiters` is the fast path: jobs of one process queue there first, so only
 requests that may go soon touch the database. When PostgreSQL cannot be reached, that limiter
@@ -29,76 +24,68 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine, Sequence
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
-from time import monotonic
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
-from syncer.client.ratelimit import Grant, RateLimiters, settle_poll
+from syncer.client import ratewindow
+from syncer.client.ratelimit import Clock, Grant, RateLimiters, Sleep
+from syncer.client.ratewindow import counted_at, next_wait, settle_poll, still_counts
 from syncer.config import Settings
-from syncer.errors import DatabaseError
-from syncer.store.store import Store
+from syncer.errors import DatabaseError, Interrupted
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-_CREATE = "INSERT INTO rate_budget (key) VALUES ($1) ON CONFLICT (key) DO NOTHING"
-_LOCK = "SELECT grants, pending, not_before FROM rate_budget WHERE key = $1 FOR UPDATE"
-_BOOK = "UPDATE rate_budget SET grants = $2, pending = $3, updated_at = now() WHERE key = $1"
-_SETTLE = (
-    "UPDATE rate_budget SET updated_at = now(), pending = array_remove(pending, $2), "
-    "grants = array_replace(grants, $2, GREATEST($2, clock_timestamp())) "
-    "WHERE key = $1 AND $2 = ANY(pending)"
-)
-_PENALIZE = (
-    "INSERT INTO rate_budget AS b (key, not_before) "
-    "VALUES ($1, clock_timestamp() + make_interval(secs => $2)) "
-    "ON CONFLICT (key) DO UPDATE SET updated_at = now(), "
-    "not_before = GREATEST(b.not_before, EXCLUDED.not_before)"
-)
 _TICK = timedelta(microseconds=1)
 
-
-def default_margin(period: float) -> float:
-    """Seconds added to the period: 5% of it, at least a quarter second."""
-    return max(0.05 * period, 0.25)
+#: What a booking writes back: the grants still worth keeping, and which of them are pending.
+Booking = tuple[list[datetime], list[datetime]]
 
 
-def next_slot(
-    grants: Sequence[datetime],
-    not_before: datetime | None,
-    now: datetime,
-    requests: int,
-    period: timedelta,
-) -> datetime:
-    """The earliest instant from `now` at which one more grant keeps every window within limit.
+class Row(Protocol):
+    """A key's row of the shared budget, read under its lock (`store.ratebudget.BudgetRow`)."""
 
-    `grants` are the sorted times the server counted (or may count) recent requests at; a new
-    grant must be at least `period` after the `requests`-th last one, so no window of `period`
-    holds more than `requests`.
-    """
-    slot = max(now, not_before) if not_before is not None else now
-    if len(grants) >= requests:
-        slot = max(slot, grants[-requests] + period)
-    return slot
+    @property
+    def grants(self) -> Sequence[datetime]: ...
+    @property
+    def pending(self) -> frozenset[datetime]: ...
+    @property
+    def not_before(self) -> datetime | None: ...
+    @property
+    def now(self) -> datetime: ...
 
 
-def counted_at(
-    grant: datetime, pending: frozenset[datetime], now: datetime, in_flight: timedelta
-) -> datetime:
-    """When the server counts `grant` at the latest, as far as is known `now`.
+class Ledger(Protocol):
+    """Where the team's bookings live (`syncer.store.ratebudget.RateBudgetTable`)."""
 
-    A settled grant is stored at an instant the server had counted it by. A pending one may
-    be counted any moment, so it is "now", until `in_flight` after its booking: by then its
-    process has had its answer or given up (or died), and it is counted at that bound.
-    """
-    if grant not in pending:
-        return grant
-    return min(max(grant, now), grant + in_flight)
+    async def book(self, key: str, decide: Callable[[Row], tuple[Booking | None, T]]) -> T:
+        """Lock `key`'s row, let `decide` look at it, write the booking it returns."""
+        ...
+
+    async def settle(self, key: str, booking: datetime) -> None:
+        """The request booked at `booking` was counted by the server."""
+        ...
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """No grant on `key` for `seconds`, for every process."""
+        ...
+
+
+def _whole_microseconds(seconds: float) -> float:
+    """`seconds` rounded up to the database clock's resolution (a shorter wait changes nothing)."""
+    return math.ceil(seconds * 1e6) / 1e6
+
+
+def _seconds_from(now: datetime) -> Callable[[datetime], float]:
+    """Convert the database's timestamps to the rule's seconds, `now` being 0."""
+    return lambda moment: (moment - now).total_seconds()
 
 
 class PostgresBudget:
@@ -106,7 +93,7 @@ class PostgresBudget:
 
     def __init__(
         self,
-        store: Store,
+        ledger: Ledger,
         requests: int,
         period: float,
         *,
@@ -114,20 +101,24 @@ class PostgresBudget:
         in_flight: float = 135.0,
         timeout: float = 5.0,
         stop: asyncio.Event | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.requests = requests
-        self.period = period + (default_margin(period) if margin is None else margin)
-        self._in_flight = timedelta(seconds=in_flight)
-        self._store = store
+        self.period = period + (ratewindow.margin(period) if margin is None else margin)
+        self._in_flight = in_flight
+        self._ledger = ledger
         self._timeout = timeout
         self._stop = stop
-        self._local = RateLimiters(requests, self.period)
+        self._clock = clock
+        self._sleep = sleep
+        self._local = RateLimiters(requests, self.period, clock=clock, sleep=sleep)
         self._tasks: set[asyncio.Task[None]] = set()
         self._degraded = False
 
     @classmethod
     def from_settings(
-        cls, store: Store, settings: Settings, *, stop: asyncio.Event | None = None
+        cls, ledger: Ledger, settings: Settings, *, stop: asyncio.Event | None = None
     ) -> PostgresBudget:
         """The budget for the configured rate limit; `stop` abandons waits (see `acquire`).
 
@@ -136,7 +127,7 @@ class PostgresBudget:
         """
         requests, period = settings.rate_limit
         in_flight = settings.cursor_connect_timeout + settings.cursor_read_timeout
-        return cls(store, requests, period, in_flight=in_flight.total_seconds(), stop=stop)
+        return cls(ledger, requests, period, in_flight=in_flight.total_seconds(), stop=stop)
 
     def __repr__(self) -> str:
         return f"PostgresBudget(requests={self.requests}, period={self.period:g})"
@@ -160,22 +151,22 @@ class PostgresBudget:
     async def acquire(self, key: str) -> Grant:
         """Wait until a request on `key` fits the team's budget, and book it.
 
-        Once the `stop` event is set, waiting ends at once with CancelledError: nothing was
+        Once the `stop` event is set, waiting ends at once with `Interrupted`: nothing was
         sent yet, so a shutdown need not sit out a minute of budget.
         """
-        started = monotonic()
+        started = self._clock()
         grant = await self._unless_stopped(self._local.acquire(key))
         try:
             while True:
                 booking, wait = await self._book(key)
                 if booking is not None or wait <= 0:
                     break
-                await self._unless_stopped(asyncio.sleep(wait))
+                await self._unless_stopped(self._sleep(wait))
         except BaseException:
             self._local.settle(grant)  # never sent: it holds this process back no longer
             raise
         grant.booking = booking
-        grant.waited = monotonic() - started
+        grant.waited = self._clock() - started
         return grant
 
     def settle(self, grant: Grant) -> None:
@@ -183,12 +174,13 @@ class PostgresBudget:
         self._local.settle(grant)
         booking, grant.booking = grant.booking, None
         if isinstance(booking, datetime):
-            self._spawn(self._write(_SETTLE, grant.key, booking, what="settlement"))
+            self._spawn(self._write(self._ledger.settle(grant.key, booking), grant.key,
+                                    what="settlement"))  # fmt: skip
 
     def penalize(self, key: str, retry_after: float) -> None:
         """Hold back every process's requests on `key` for `retry_after` seconds (a 429)."""
         self._local.penalize(key, retry_after)
-        self._spawn(self._write(_PENALIZE, key, retry_after, what="penalty"))
+        self._spawn(self._write(self._ledger.penalize(key, retry_after), key, what="penalty"))
 
     async def _unless_stopped(self, waiting: Awaitable[T]) -> T:
         if self._stop is None:
@@ -204,7 +196,7 @@ class PostgresBudget:
                 with contextlib.suppress(asyncio.CancelledError):
                     await wait
         if wait.cancelled():
-            raise asyncio.CancelledError("stopping: the request was not sent")
+            raise Interrupted("stopping: the request was not sent")
         return wait.result()
 
     def _spawn(self, write: Coroutine[object, object, None]) -> None:
@@ -218,7 +210,7 @@ class PostgresBudget:
         Without the database it returns (None, 0): the local limiter alone decides.
         """
         try:
-            booked = await asyncio.wait_for(self._book_now(key), self._timeout)
+            booked = await asyncio.wait_for(self._ledger.book(key, self._decide), self._timeout)
         except (DatabaseError, TimeoutError) as exc:
             if not self._degraded:
                 log.warning(
@@ -235,31 +227,24 @@ class PostgresBudget:
             self._degraded = False
         return booked
 
-    async def _book_now(self, key: str) -> tuple[datetime | None, float]:
-        async with self._store.raw() as conn, conn.transaction():
-            await conn.execute(_CREATE, key)
-            row = await conn.fetchrow(_LOCK, key)
-            now: datetime = await conn.fetchval("SELECT clock_timestamp()")
-            pending = frozenset(row["pending"])
-            counted = {g: counted_at(g, pending, now, self._in_flight) for g in row["grants"]}
-            period = timedelta(seconds=self.period)
-            times = sorted(counted.values())
-            slot = next_slot(times, row["not_before"], now, self.requests, period)
-            if slot > now:
-                wait = (slot - now).total_seconds()
-                flying = any(counted[g] >= now for g in pending if g in counted)
-                if flying and len(times) >= self.requests and times[-self.requests] >= now:
-                    wait = min(wait, settle_poll(self.period))  # held back by one in flight
-                return None, wait
-            booking = max([now, *(g + _TICK for g in counted)])  # unique: settled by value
-            kept = sorted(g for g, at in counted.items() if at > now - period)
-            in_flight = [g for g in kept if g in pending]
-            await conn.execute(_BOOK, key, [*kept, booking], [*in_flight, booking])
-        return booking, 0.0
+    def _decide(self, row: Row) -> tuple[Booking | None, tuple[datetime | None, float]]:
+        """Under the row lock: book a grant now, or say how long to wait (the rule's terms)."""
+        seconds = _seconds_from(row.now)
+        grants = [(seconds(g), g not in row.pending) for g in row.grants]
+        not_before = -math.inf if row.not_before is None else seconds(row.not_before)
+        wait = next_wait(grants, not_before, 0.0, self.requests, self.period, self._in_flight)
+        if wait.seconds > 0:
+            poll = settle_poll(self.period) if wait.on_answer else wait.seconds
+            return None, (None, _whole_microseconds(min(wait.seconds, poll)))
+        counted = [counted_at(at, settled, 0.0, self._in_flight) for at, settled in grants]
+        kept = sorted(g for g, at in zip(row.grants, counted, strict=True)
+                      if still_counts(at, 0.0, self.period))  # fmt: skip
+        booking = max([row.now, *(g + _TICK for g in row.grants)])  # unique: settled by value
+        pending = [g for g in kept if g in row.pending]
+        return ([*kept, booking], [*pending, booking]), (booking, 0.0)
 
-    async def _write(self, statement: str, key: str, value: object, *, what: str) -> None:
+    async def _write(self, write: Awaitable[None], key: str, *, what: str) -> None:
         try:
-            async with self._store.raw() as conn:
-                await asyncio.wait_for(conn.execute(statement, key, value), self._timeout)
+            await asyncio.wait_for(write, self._timeout)
         except (DatabaseError, TimeoutError) as exc:
             log.warning(f"rate_budget_{what}_lost", key=key, error=str(exc) or type(exc).__name__)

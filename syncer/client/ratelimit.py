@@ -1,37 +1,26 @@
-"""The shared request budget: a sliding-window limiter per endpoint, fair and clock-injected.
+"""The in-process request budget: a sliding-window limiter per endpoint, fair and clock-injected.
 
-The API allows `requests` calls per `period` per team and endpoint. Every job in the process
-asks the same `RateLimiters` before each HTTP attempt, so the budget holds however many jobs
-run. The policy: a log of the recent grants; a new grant waits until the `requests`-th latest
-one is `period` old, so no window of `period` seconds ever holds more than `requests` grants.
-Waiters are served first come, first served (an `asyncio.Lock` is FIFO), and a 429 from the
-server pushes the next grant back by its `Retry-After` through `penalize`.
-
-The server counts a request when it arrives, the limiter when it lets it go, and the two can
-drift apart by any amount: a slow connect, a busy event loop on either side. So a grant is
-*settled* once the client knows the server has counted it (its response began, or the attempt
-failed), and its time moves to that instant. Until then it counts as "now", since the server
-may count it at any moment, and a waiter it holds back sleeps until it is settled. A grant's
-recorded time is thus never earlier than its arrival, and a request let go `period` after it
-can never share the server's window with it, whatever the delays were.
+Every job in the process asks the same `RateLimiters` before each HTTP attempt, so the budget
+holds however many jobs run. The rule (the window, pending and settled grants, the margin) is
+`syncer.client.ratewindow`'s; this module keeps the log of recent grants and the waiting.
+Waiters are served first come, first served (an `asyncio.Lock` is FIFO), a 429 from the server
+pushes the next grant back by its `Retry-After` through `penalize`, and a waiter held back by a
+request in flight waits for that request's answer, not on the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from syncer.client.ratewindow import Wait, counted_at, next_wait, still_counts, widened
+from syncer.config import Settings
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
-
-
-def settle_poll(period: float) -> float:
-    """How often a waiter in another process looks again while a request is in flight."""
-    return min(1.0, max(0.05, period / 20))
 
 
 class Grant:
@@ -99,15 +88,14 @@ class RateLimiter:
         started = self._clock()
         async with self._turn:
             while True:
-                delay, in_flight = self._wait(self._clock())
-                if delay <= 0:
+                wait = self._wait(self._clock())
+                if wait.seconds <= 0:
                     break
-                if in_flight:
-                    self._settled.clear()  # woken by the settle (within a period at most)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._settled.wait(), delay)
+                if wait.on_answer:
+                    self._settled.clear()  # set by the next settle
+                    await self._settled.wait()
                 else:
-                    await self._sleep(delay)
+                    await self._sleep(wait.seconds)
             now = self._clock()
             grant = Grant(self.key, now, now - started)
             self._grants.append(grant)
@@ -124,23 +112,15 @@ class RateLimiter:
         """Grant nothing for the next `retry_after` seconds."""
         self._not_before = max(self._not_before, self._clock() + max(0.0, retry_after))
 
-    def _wait(self, now: float) -> tuple[float, bool]:
-        """Seconds before a grant at `now` keeps every window within the limit, and whether an
-        unsettled grant (counted as "now") is what holds it back.
-
-        In that case the delay is a whole period that moves with the clock: only the settle
-        can fix it, so the waiter waits for that rather than on the clock.
-        """
-        while self._grants and self._grants[0].settled and self._grants[0].at <= now - self.period:
+    def _wait(self, now: float) -> Wait:
+        """The wait before a grant at `now` fits the window (see `ratewindow.next_wait`)."""
+        while self._grants:
+            oldest = self._grants[0]
+            if still_counts(counted_at(oldest.at, oldest.settled, now), now, self.period):
+                break
             self._grants.popleft()  # too old to hold anything back
-        delay, in_flight = self._not_before - now, False
-        if len(self._grants) >= self.requests:
-            counted = sorted(g.at if g.settled else max(g.at, now) for g in self._grants)
-            binding = counted[-self.requests]
-            delay = max(delay, binding + self.period - now)
-            unsettled = any(not g.settled for g in self._grants)
-            in_flight = unsettled and binding >= now and self._not_before <= now
-        return delay, in_flight
+        grants = ((g.at, g.settled) for g in self._grants)
+        return next_wait(grants, self._not_before, now, self.requests, self.period)
 
 
 class RateLimiters:
@@ -159,6 +139,12 @@ class RateLimiters:
         self._clock = clock
         self._sleep = sleep
         self._limiters: dict[str, RateLimiter] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiters:
+        """The configured rate limit, its window widened by the margin (see `ratewindow`)."""
+        requests, period = settings.rate_limit
+        return cls(requests, widened(period))
 
     def __repr__(self) -> str:
         return f"RateLimiters(requests={self.requests}, period={self.period})"

@@ -48,6 +48,7 @@ from syncer.errors import (
     ConfigError,
     DatabaseError,
     DataError,
+    Interrupted,
     RateLimited,
     ServerError,
     StreamInterrupted,
@@ -55,6 +56,7 @@ from syncer.errors import (
 )
 from syncer.results import Outcome, PassResult
 from syncer.store.db import create_engine, database_url, migrate, reason, redact
+from syncer.store.ratebudget import RateBudgetTable
 from syncer.store.store import Store
 from syncer.sync import Pass
 
@@ -150,7 +152,7 @@ class Daemon:
                 return
             store = Store(engine)
             budget = await stack.enter_async_context(
-                PostgresBudget.from_settings(store, s, stop=self._stop)
+                PostgresBudget.from_settings(RateBudgetTable(store), s, stop=self._stop)
             )
             api = await stack.enter_async_context(
                 CursorClient(s, budget=budget, observer=self.metrics, sleep=self._retry_sleep)
@@ -239,8 +241,9 @@ class Daemon:
         try:
             result = await sync.run()
         except asyncio.CancelledError:
-            # Stopped by shutdown: the pass rolled its batch back and logged its run row.
-            # This task is the job's own top level, so ending it normally loses nothing.
+            # Cancelled after the shutdown timeout or by a second signal: the pass rolled its
+            # batch back and logged its run row. This task is the job's own top level (the
+            # scheduler would log the cancellation as a crash), so ending it normally loses nothing.
             result = PassResult(endpoint, sync.run_id, Outcome.INTERRUPTED)
         except Exception as exc:  # a bug must not take the daemon down with it
             log.exception("pass_crashed", endpoint=endpoint.value, run_id=sync.run_id)
@@ -316,7 +319,7 @@ class Daemon:
         """The client's pause between retries; a shutdown ends it (nothing is in flight)."""
         await self._sleep(seconds)
         if self._stop.is_set():
-            raise asyncio.CancelledError("stopping: the retry was not sent")
+            raise Interrupted("stopping: the retry was not sent")
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when a stop is requested."""

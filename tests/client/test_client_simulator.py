@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from syncer.client.api import CursorClient, default_budget
-from syncer.client.ratelimit import Grant
+from syncer.client.api import CursorClient
+from syncer.client.ratelimit import Grant, RateLimiters
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import AuthError
@@ -200,7 +200,7 @@ class RecordingBudget:
     """The client's own budget, remembering when each request was let through."""
 
     def __init__(self, settings: Settings) -> None:
-        self.inner = default_budget(settings)
+        self.inner = RateLimiters.from_settings(settings)
         self.granted: list[float] = []
 
     async def acquire(self, key: str) -> Grant:

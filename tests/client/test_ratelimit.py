@@ -137,6 +137,22 @@ async def test_a_request_not_yet_answered_holds_its_slot() -> None:
     assert fake.sleeps == [pytest.approx(10.0)]
 
 
+async def test_an_unanswered_request_and_a_penalty_each_hold_for_their_own_time() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(1, 10.0, clock=fake.clock, sleep=fake.sleep)
+    first = await limiter.acquire()
+    limiter.penalize(100.0)
+    waiter = asyncio.create_task(take(limiter))
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    assert fake.sleeps == [], "it waits for the answer first, not on the clock"
+    fake.now = 30.0
+    limiter.settle(first)  # a period from the answer ends at 40; the penalty holds until 100
+    assert await waiter == pytest.approx(100.0)
+    assert fake.sleeps == [pytest.approx(70.0)]
+
+
 async def test_a_late_answer_counts_from_when_it_came() -> None:
     fake = FakeTime()
     limiter = RateLimiter(1, 10.0, clock=fake.clock, sleep=fake.sleep)
