@@ -34,6 +34,9 @@ class FakeApiConfig:
     #: fraction of changes whose source is one the doc does not list (CLI, BACKGROUND_AGENT):
     #: the API is an alpha and grows; 0 serves only the documented TAB and COMPOSER
     new_source_rate: float = 0.0
+    #: commits carry `commitSource` / `commit_source` (False: absent, as the first document
+    #: and older rows have it)
+    commit_source: bool = True
     # faults ---------------------------------------------------------------------------
     #: every Nth API request fails with `fail_status` (0 = never)
     fail_every: int = 0

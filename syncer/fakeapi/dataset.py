@@ -93,6 +93,7 @@ class Dataset:
             Endpoint.COMMITS: CommitSource(
                 seed, self.population,
                 Timeline(config.commits, start_ms, self.anchor_ms, config.live_rate), self.stamps,
+                config.commit_source,
             ),
             Endpoint.CHANGES: ChangeSource(
                 seed, self.population,
@@ -108,6 +109,11 @@ class Dataset:
     def anchor(self) -> datetime:
         """The end of the generated history (live rows continue after it)."""
         return from_ms(self.anchor_ms)
+
+    def served_columns(self, endpoint: Endpoint) -> list[str]:
+        """The columns this data set serves, in documented order (`commit_source` may be off)."""
+        names = [column.name for column in endpoint.columns]
+        return names if self.config.commit_source else [n for n in names if n != "commit_source"]
 
     @property
     def users(self) -> list[User]:

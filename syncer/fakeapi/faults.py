@@ -116,4 +116,5 @@ class Faults:
             crlf=self.crlf,
             extra_column=self.extra_column,
             permute_seed=self.seed if self.permute_columns else None,
+            missing=() if self.dataset.config.commit_source else ("commit_source",),
         )

@@ -17,10 +17,14 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def json_item(endpoint: Endpoint, row: Row, primary_absent: bool = False) -> dict[str, Any]:
+def json_item(
+    endpoint: Endpoint, row: Row, primary_absent: bool = False, commit_source: bool = True
+) -> dict[str, Any]:
     """A truth row as the API's JSON item (metadata as an array, ISO timestamps)."""
     item: dict[str, Any] = {}
     for column in endpoint.columns:
+        if column.name == "commit_source" and not commit_source:
+            continue
         if column.name == "metadata_json":
             item["metadata"] = [_file_entry(entry) for entry in row.get("files") or []]
             continue
@@ -81,9 +85,10 @@ def json_page(dataset: Dataset, endpoint: Endpoint, query: Query) -> dict[str, A
 
 
 def _item(dataset: Dataset, endpoint: Endpoint, index: int | None, row: Row | None) -> Any:
+    served = dataset.config.commit_source
     if row is not None:
-        return json_item(endpoint, row)
+        return json_item(endpoint, row, commit_source=served)
     assert index is not None
     source = dataset.sources[endpoint]
     typed = source.typed(index, dataset.bump(endpoint, index))
-    return json_item(endpoint, typed, source.primary_absent(index))
+    return json_item(endpoint, typed, source.primary_absent(index), served)

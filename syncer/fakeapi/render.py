@@ -34,6 +34,8 @@ class CsvFormat:
     extra_column: str | None = None
     #: seed of the shuffled column order, or None for the documented order
     permute_seed: int | None = None
+    #: documented columns the data set does not serve (`commit_source` under its knob)
+    missing: tuple[str, ...] = ()
 
     @property
     def terminator(self) -> str:
@@ -54,7 +56,8 @@ class CsvFormat:
 
     def header(self, endpoint: Endpoint) -> str:
         """The header line."""
-        return ",".join(self.arrange([c.name for c in endpoint.columns], EXTRA_COLUMN))
+        names = [c.name for c in endpoint.columns if c.name not in self.missing]
+        return ",".join(self.arrange(names, EXTRA_COLUMN))
 
     def arrange(self, fields: list[str], extra: str) -> list[str]:
         """Add the unknown column and shuffle, as configured."""
@@ -230,5 +233,6 @@ class CsvRenderer:
             if column.name == "metadata_json"
             else field(row.get(column.name))
             for column in self.endpoint.columns
+            if column.name not in self.fmt.missing
         ]
         return self._join(fields) + self.fmt.terminator
