@@ -123,7 +123,8 @@ class CommitSource:
         self.omit_null_primary = False
         #: whether rows carry `commit_source` (False: the first document's rows, without it)
         self.with_source = commit_source
-        names, weights = zip(*COMMIT_SOURCES, strict=True)
+        names = [name for name, _ in COMMIT_SOURCES]
+        weights = [weight for _, weight in COMMIT_SOURCES]
         self.commit_sources: list[str | None] = (
             list(rng.choices(names, weights, k=size)) if commit_source else [None] * size
         )
