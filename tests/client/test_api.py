@@ -44,7 +44,7 @@ START = datetime(2025, 7, 1, tzinfo=UTC)
 END = datetime(2025, 7, 31, tzinfo=UTC)
 COMMITS_URL = re.compile(r"^http://api\.test/analytics/ai-code/commits\.csv\?.*$")
 CHANGES_JSON_URL = re.compile(r"^http://api\.test/analytics/ai-code/changes\?.*$")
-HEADER = ",".join(column.name for column in Endpoint.COMMITS.columns)
+HEADER = ",".join(c.name for c in Endpoint.COMMITS.columns if c.name != "commit_source")
 COMMITS = Endpoint.COMMITS
 CSV_BODY = f"{HEADER}\nc1,u,e,r,b,true,1,2,3,4,5,6,7,8,msg,,2025-07-30T14:12:30.000Z\n"
 
