@@ -186,15 +186,20 @@ class Pass:
         range, and the cap is not documented): the window is read as halves, and the half's
         size is kept as this endpoint's longest window for the rest of the process.
         """
+        cap = self.api.window_caps.get(self.endpoint, _MAX_SPAN)
+        if window.span > cap:  # learned after this window was planned: never send it whole
+            counts = BatchCounts()
+            for piece in window.cut(cap):
+                counts.add(await self._window_or_halves(piece, advance))
+            return counts
         try:
             return await self._window(window, advance)
         except BadRequest as exc:
             if exc.status != 400 or window.span <= _MIN_RANGE:
                 raise
             size = max(_MIN_RANGE, window.span / 2)
-            caps = self.api.window_caps
-            if size < caps.get(self.endpoint, _MAX_SPAN):
-                caps[self.endpoint] = size
+            if size < cap:
+                self.api.window_caps[self.endpoint] = size
                 log.warning(
                     "window_cap_learned", endpoint=self.endpoint.value, window_days=size / _DAY,
                     reason=str(exc),

@@ -145,7 +145,10 @@ async def _checked(request: web.Request, handler: Handler, sim: Simulator) -> we
 def _query(request: web.Request, sim: Simulator) -> Query:
     config = sim.config
     query = parse_query(
-        request.query, now=from_ms(sim.dataset.now_ms()), day_granularity=config.day_granularity
+        request.query,
+        now=from_ms(sim.dataset.now_ms()),
+        day_granularity=config.day_granularity,
+        max_page_size=config.max_page_size,
     )
     if config.max_range_days and query.end - query.start > timedelta(days=config.max_range_days):
         raise QueryError(f"Date range cannot exceed {config.max_range_days:g} days")

@@ -89,6 +89,7 @@ def _add_real_api_arguments(parser: argparse.ArgumentParser) -> None:
         help="a key that authenticates but gets 401: the team is not on Enterprise",
     )
     add("--no-retry-after", action="store_true", help="429 answers without Retry-After")
+    add("--max-page-size", type=int, default=d.max_page_size, help="largest pageSize answered")
     add(
         "--day-granularity",
         action="store_true",
@@ -145,6 +146,7 @@ def config_from(args: argparse.Namespace) -> FakeApiConfig:
         redirect_csv=args.redirect_csv, commit_source=not args.no_commit_source,
         max_range_days=args.max_range_days, error_shape=args.error_shape,
         not_enterprise_key=args.not_enterprise_key, no_retry_after=args.no_retry_after,
+        max_page_size=args.max_page_size,
         day_granularity=args.day_granularity, csv_unavailable=args.csv_unavailable,
         amend_rate=args.amend_rate, amend_order=args.amend_order,
     )  # fmt: skip

@@ -67,6 +67,8 @@ class FakeApiConfig:
     #: `syncer fake-api` defaults to the real API's 30 (`REAL_MAX_RANGE_DAYS`); built in code
     #: (tests, benchmarks) the simulator answers any range unless asked
     max_range_days: float = 0.0
+    #: largest pageSize answered (the document's 1000); a larger one gets 400
+    max_page_size: int = 1000
     #: error bodies as `{"error", "message"}` ("error") or `{"code": "error", "message"}` ("code")
     error_shape: str = "error"
     #: a key that authenticates but whose team is not on Enterprise: 401 (None = none)

@@ -55,7 +55,12 @@ def _number(params: Mapping[str, str], name: str, default: int, low: int, high: 
     return value
 
 
-def parse_query(params: Mapping[str, str], now: datetime, day_granularity: bool = False) -> Query:
+def parse_query(
+    params: Mapping[str, str],
+    now: datetime,
+    day_granularity: bool = False,
+    max_page_size: int = MAX_PAGE_SIZE,
+) -> Query:
     """Parse and validate the query string, with the documented defaults.
 
     With `day_granularity`, ISO values are read as the start of their UTC day, as an API that
@@ -64,6 +69,6 @@ def parse_query(params: Mapping[str, str], now: datetime, day_granularity: bool 
     start = _date(params, "startDate", now - timedelta(days=7), now, day_granularity)
     end = _date(params, "endDate", now, now, day_granularity)
     page = _number(params, "page", 1, 1, 10**9)
-    page_size = _number(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page_size = _number(params, "pageSize", DEFAULT_PAGE_SIZE, 1, max_page_size)
     user = params.get("user") or None
     return Query(start, end, page, page_size, user)

@@ -296,8 +296,7 @@ async def test_json_is_primary_branch_null_is_sent_as_null(http: aiohttp.ClientS
     no_repo = [item for item in items if item["repoName"] is None]
     assert no_repo
     assert all(
-        (i["branchName"], i["isPrimaryBranch"], i["message"]) == (None, None, None)
-        for i in no_repo
+        (i["branchName"], i["isPrimaryBranch"], i["message"]) == (None, None, None) for i in no_repo
     )
     assert all(len(item["commitHash"]) == 40 and len(item["userId"]) == 26 for item in items)
     assert all(item["commitTs"] is None or item["commitTs"].endswith(".000Z") for item in items)
