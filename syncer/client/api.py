@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import math
 import random
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Self, TypeVar
 
 import aiohttp
 import structlog
 
 from syncer import __version__
+from syncer.client.observer import ApiObserver, NullObserver
 from syncer.client.ratelimit import RateLimiters, RequestBudget
+from syncer.client.responses import describe, parse_retry_after, server_message
 from syncer.config import ApiFormat, Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -50,38 +49,6 @@ CSV_GONE = frozenset({404, 405, 406, 410, 501})
 
 T = TypeVar("T")
 Read = Callable[[aiohttp.ClientResponse], AsyncGenerator[T, None]]
-
-
-class ApiObserver(Protocol):
-    """Hooks the metrics layer implements to watch the client."""
-
-    def on_request(self, path: str, status: int | str) -> None:
-        """A response arrived (its HTTP status), or "error" when none did."""
-
-    def on_rate_limited(self, path: str) -> None:
-        """The server answered 429."""
-
-    def on_wait(self, path: str, seconds: float) -> None:
-        """The request budget held a request back for `seconds`."""
-
-    def on_retry(self, path: str, error: ApiError) -> None:
-        """A failed attempt is about to be retried."""
-
-
-class NullObserver:
-    """An `ApiObserver` that ignores everything."""
-
-    def on_request(self, path: str, status: int | str) -> None:
-        """Ignore a response."""
-
-    def on_rate_limited(self, path: str) -> None:
-        """Ignore a 429."""
-
-    def on_wait(self, path: str, seconds: float) -> None:
-        """Ignore a wait."""
-
-    def on_retry(self, path: str, error: ApiError) -> None:
-        """Ignore a retry."""
 
 
 class CursorClient:
@@ -292,15 +259,15 @@ class CursorClient:
             if not reading:
                 self._observer.on_request(path, "error")
                 unreachable = ApiTimeout if isinstance(exc, TimeoutError) else ApiUnreachable
-                raise unreachable(f"{path}: {_describe(exc)}") from exc
-            raise StreamInterrupted(f"{path}: the response was cut: {_describe(exc)}") from exc
+                raise unreachable(f"{path}: {describe(exc)}") from exc
+            raise StreamInterrupted(f"{path}: the response was cut: {describe(exc)}") from exc
         finally:
             self._budget.settle(grant)  # no answer: whether it was counted is known by now
 
     async def _error_for(self, path: str, response: aiohttp.ClientResponse) -> ApiError:
         """The typed error of a non-2xx response."""
         status = response.status
-        message = self._redact(await _server_message(response))
+        message = self._redact(await server_message(response))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429:
             self._observer.on_rate_limited(path)
@@ -356,52 +323,9 @@ class CursorClient:
         return self._session
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a `Retry-After` header: delay-seconds or an HTTP-date; None if unusable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 def _params(start: datetime, end: datetime | None, user: str | None) -> dict[str, str]:
     until = "now" if end is None else isoformat_z(end)
     params = {"startDate": isoformat_z(start), "endDate": until}
     if user is not None:
         params["user"] = user
     return params
-
-
-async def _server_message(response: aiohttp.ClientResponse) -> str:
-    """The error text the server sent (its JSON `error` and `message`, else the body), short."""
-    try:
-        text = await response.text(errors="replace")
-    except (aiohttp.ClientError, TimeoutError):
-        return response.reason or ""
-    try:
-        body = json.loads(text) if text.lstrip().startswith("{") else None
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        parts = [
-            body[key] for key in ("error", "message", "detail") if isinstance(body.get(key), str)
-        ]
-        text = ": ".join(dict.fromkeys(parts)) or text
-    text = " ".join(text.split()) or response.reason or ""
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _describe(exc: BaseException) -> str:
-    """A short description of a transport error (never its request headers)."""
-    text = str(exc)
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
