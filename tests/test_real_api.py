@@ -208,3 +208,44 @@ async def test_a_refused_page_size_is_halved_once(clean_db: str) -> None:
         await assert_both_equal_truth(clean_db, sim)
         for endpoint in Endpoint:
             assert sim.stats.count(endpoint.json_path, 400) == 1
+
+
+async def test_status_and_metrics_say_which_form_serves_each_endpoint(
+    clean_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from syncer.commands import status_command
+    from syncer.daemon.metrics import Metrics
+
+    async with FakeApi(sim_config(csv_unavailable="html")) as sim:
+        settings = settings_for(sim, clean_db)
+        assert await sync_command(settings) == 0
+        capsys.readouterr()
+        assert await status_command(settings, as_json=True) == 0
+        status = {s["endpoint"]: s for s in json.loads(capsys.readouterr().out)}
+        assert {name: s["api_format"] for name, s in status.items()} == {
+            "commits": "csv+json",  # asked the CSV route, then switched
+            "changes": "csv+json",
+        }
+        assert await status_command(settings, as_json=False) == 0
+        assert "csv+json" in capsys.readouterr().out
+        await assert_both_equal_truth(clean_db, sim)
+
+    metrics = Metrics()
+    metrics.on_request(Endpoint.COMMITS.csv_path, 200)
+    metrics.on_request(Endpoint.COMMITS.json_path, 200)
+    metrics.on_request(Endpoint.COMMITS.json_path, 200)
+    text = metrics.render().decode()
+    got = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    commits = "endpoint", "commits"
+    assert got["syncer_api_form", frozenset({commits, ("form", "json")})] == 1
+    assert got["syncer_api_form", frozenset({commits, ("form", "csv")})] == 0
+    assert got["syncer_api_form_requests_total", frozenset({commits, ("form", "json")})] == 2
+    assert got["syncer_api_form_requests_total", frozenset({commits, ("form", "csv")})] == 1
