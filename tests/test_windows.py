@@ -37,7 +37,7 @@ def test_only_the_newest_window_of_a_pass_asks_for_the_apis_now() -> None:
 
 
 def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, CURSOR_API_KEY="k", **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, CURSOR_API_KEY="k", **values)
 
 
 @pytest.mark.parametrize("window", ["31d", "60d", "1000d"])
