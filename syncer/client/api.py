@@ -195,6 +195,14 @@ class CursorClient:
                 return result
         raise DataError(f"{path}: no response")  # unreachable: _retrying yields or raises
 
+    async def count(self, endpoint: Endpoint, start: datetime, end: datetime) -> int:
+        """The API's own row count for [start, end], both inclusive: one `pageSize=1` request.
+
+        The JSON pages' `totalCount`, through the same budget, retries and typed errors as
+        any request. An amended commit served twice is counted twice.
+        """
+        return (await self.fetch_page(endpoint, start, end, page=1, page_size=1)).total_count
+
     async def iter_json_rows(
         self,
         endpoint: Endpoint,

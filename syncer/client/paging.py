@@ -27,9 +27,8 @@ _CREATED = {e: next(i for i, c in enumerate(e.columns) if c.name == "created_at"
 
 
 async def count(api: CursorClient, endpoint: Endpoint, start: datetime, end: datetime) -> int:
-    """The API's own row count for [start, end] (both inclusive), from one `pageSize=1` request."""
-    page = await api.fetch_page(endpoint, start, end, page=1, page_size=1)
-    return page.total_count
+    """The API's own row count for [start, end] (both inclusive): `CursorClient.count`."""
+    return await api.count(endpoint, start, end)
 
 
 async def read_json_window(
