@@ -152,7 +152,7 @@ async def test_day_granular_api_still_gives_the_newest_rows_every_pass(clean_db:
 
 @pytest.mark.parametrize(
     ("form", "unavailable"),
-    [("json", None), ("auto", "404"), ("auto", "410"), ("auto", "html")],
+    [("json", None), ("auto", "404"), ("auto", "410"), ("auto", "html"), ("auto", "501")],
 )
 async def test_json_pages_end_equal_to_truth_within_the_rate_budget(
     clean_db: str, form: str, unavailable: str | None

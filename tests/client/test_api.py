@@ -58,6 +58,8 @@ class MockResponse(aiohttp.ClientResponse):
 
 
 def mock_get(mocked: aioresponses, url: Any = None, **kwargs: Any) -> None:
+    if url is None or url is COMMITS_URL:  # a CSV route answers CSV (else: CsvUnavailable)
+        kwargs.setdefault("content_type", "text/csv")
     mocked.get(COMMITS_URL if url is None else url, response_class=MockResponse, **kwargs)
 
 
@@ -160,7 +162,9 @@ async def test_success_sends_dates_agent_and_parses(
 
     def reply(url: Any, **kwargs: Any) -> CallbackResult:
         seen.append({"query": dict(url.query), "agent": kwargs["headers"]["User-Agent"]})
-        return CallbackResult(status=200, body=CSV_BODY, response_class=MockResponse)
+        return CallbackResult(
+            status=200, body=CSV_BODY, content_type="text/csv", response_class=MockResponse
+        )
 
     with aioresponses() as mocked:
         mock_get(mocked, callback=reply)

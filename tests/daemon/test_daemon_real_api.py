@@ -42,9 +42,11 @@ async def test_a_daemon_against_a_day_granular_api_stores_new_rows_in_the_next_i
         sim.dataset.add(Endpoint.COMMITS, commit_hash="e" * 40)
         sim.dataset.add(Endpoint.CHANGES, change_id="arrived-today")
         for endpoint in Endpoint:
-            found = await eventually(
-                lambda e=endpoint: first_pass_after(fresh_db, e, added), 30, "the next pass"
-            )
+
+            async def next_pass(e: Endpoint = endpoint) -> dict[str, Any] | None:
+                return await first_pass_after(fresh_db, e, added)
+
+            found = await eventually(next_pass, 30, "the next pass")
             assert found["outcome"] == "success"
             assert found["rows_inserted"] == 1, "the next pass stores the new row"
         code, _ = await daemon.stop()
