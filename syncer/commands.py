@@ -151,7 +151,9 @@ async def backfill_command(
                             e,
                             "backfill",
                             since=start,
-                            until=end,
+                            # `--until now` asks up to the API's own now (endDate=now), as a
+                            # sync does
+                            until=None if until.strip().lower() == "now" else end,
                             wait_for_lock=True,
                             progress=progress,
                             stop=stop.event,

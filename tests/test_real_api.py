@@ -147,6 +147,13 @@ async def test_day_granular_api_still_gives_the_newest_rows_every_pass(clean_db:
         assert "f" * 40 in await stored(clean_db, Endpoint.COMMITS)
 
 
+async def test_a_backfill_until_now_asks_up_to_the_apis_now(clean_db: str) -> None:
+    async with FakeApi(sim_config(day_granularity=True, days=5)) as sim:
+        settings = settings_for(sim, clean_db, SYNC_WINDOW="2d")
+        assert await backfill_command(settings, "6d", "now", None) == 0
+        await assert_both_equal_truth(clean_db, sim)
+
+
 # --- the JSON fallback ----------------------------------------------------------------------------
 
 
