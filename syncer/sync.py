@@ -239,7 +239,7 @@ class Pass:
         """Read one window from the JSON pages (explicit instants), a batch per page."""
         self.forms.add(ApiFormat.JSON.value)
         opener = partial(BatchWriter.open, self.store)
-        writer = OrderedWriter(opener, self.run_id, self.progress.batch_written)
+        writer = OrderedWriter(opener, self.run_id, self._batch_written)
         pages = read_json_window(
             self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
         )
@@ -250,8 +250,12 @@ class Pass:
                     batch.absorb(rows)
                     await writer.put(batch)
                     if self._stopping():
-                        raise asyncio.CancelledError
+                        raise Interrupted(_STOPPED)
             return await writer.finish(Batch(self.endpoint), advance=advance)
+        except Interrupted:
+            # the batches in hand commit; the mark waits for a window read to its end
+            await writer.finish(Batch(self.endpoint), advance=False)
+            raise
         finally:
             await writer.abort()
 
