@@ -1,7 +1,7 @@
 """sync_runs.api_format: which of the API's forms served a pass (`csv`, `json`, `csv+json`).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-04 22:20:00
 
 With CURSOR_API_FORMAT=auto an endpoint whose CSV route is not served is read through the JSON
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
