@@ -3,6 +3,10 @@ its knob on, over HTTP, ending with PostgreSQL equal to the simulator's truth ro
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from pathlib import Path
+
 import asyncpg
 import pytest
 
@@ -13,7 +17,8 @@ from syncer.fakeapi import FakeApi
 from syncer.fakeapi.app import NOT_ENTERPRISE
 from syncer.store.db import to_libpq_url
 
-from .test_sync import last_runs, settings_for, sim_config
+from .test_stopping import _backfill, _until
+from .test_sync import env_for, last_runs, settings_for, sim_config
 from .truth import EVER, FAR, assert_equals_truth, stored, truth
 
 
@@ -256,3 +261,38 @@ async def test_status_and_metrics_say_which_form_serves_each_endpoint(
     assert got["syncer_api_form", frozenset({commits, ("form", "csv")})] == 0
     assert got["syncer_api_form_requests_total", frozenset({commits, ("form", "json")})] == 2
     assert got["syncer_api_form_requests_total", frozenset({commits, ("form", "csv")})] == 1
+
+
+@pytest.mark.slow
+async def test_a_signalled_json_backfill_keeps_its_pages_and_resumes(
+    clean_db: str, tmp_path: Path
+) -> None:
+    async with FakeApi(sim_config(commits=2000, changes=10)) as sim:
+        env = env_for(
+            sim, clean_db, CURSOR_API_FORMAT="json", CURSOR_JSON_PAGE_SIZE="100",
+            CURSOR_RATE_LIMIT_REQUESTS="2", CURSOR_RATE_LIMIT_PERIOD_SECONDS="1",
+        )  # fmt: skip
+        conn = await asyncpg.connect(to_libpq_url(clean_db))
+        try:
+            proc = await _backfill(env, tmp_path / "backfill.err")
+            await _until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a page")
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 40)
+            stored = await conn.fetchval("SELECT count(*) FROM ai_commits")
+            mark = await conn.fetchval("SELECT high_water_mark FROM sync_state")
+        finally:
+            await conn.close()
+        assert proc.returncode == 143, (tmp_path / "backfill.err").read_text()
+        assert 0 < stored < 2000
+        assert stored % 100 == 0, "whole pages are kept"
+        assert mark is None
+        [run] = await last_runs(clean_db)
+        assert (run["outcome"], run["rows_inserted"], run["api_format"]) == (
+            "interrupted",
+            stored,
+            "json",
+        )
+        rerun = await _backfill({**env, "CURSOR_RATE_LIMIT_REQUESTS": "1000"}, tmp_path / "2.err")
+        await asyncio.wait_for(rerun.communicate(), 50)
+        assert rerun.returncode == 0, (tmp_path / "2.err").read_text()
+        assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 2000
