@@ -34,7 +34,8 @@ KEY = "bench-key"
 COMMIT_COLUMNS = (
     "commit_hash,user_id,user_email,repo_name,branch_name,is_primary_branch,total_lines_added,"
     "total_lines_deleted,tab_lines_added,tab_lines_deleted,composer_lines_added,"
-    "composer_lines_deleted,non_ai_lines_added,non_ai_lines_deleted,message,commit_ts,created_at"
+    "composer_lines_deleted,non_ai_lines_added,non_ai_lines_deleted,message,commit_ts,created_at,"
+    "commit_source"
 )
 
 

@@ -151,7 +151,9 @@ async def backfill_command(
                             e,
                             "backfill",
                             since=start,
-                            until=end,
+                            # `--until now` asks up to the API's own now (endDate=now), as a
+                            # sync does
+                            until=None if until.strip().lower() == "now" else end,
                             wait_for_lock=True,
                             progress=progress,
                             stop=stop.event,
@@ -172,6 +174,8 @@ class EndpointStatus:
     lag_seconds: float | None
     rows: int
     last_run: dict[str, Any] | None
+    #: the form the endpoint was last read through: `csv`, `json` (`csv+json`: switched)
+    api_format: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form (ISO timestamps)."""
@@ -185,6 +189,7 @@ class EndpointStatus:
             "lag_seconds": self.lag_seconds,
             "rows": self.rows,
             "last_run": {k: iso(v) for k, v in self.last_run.items()} if self.last_run else None,
+            "api_format": self.api_format,
         }
 
 
@@ -228,9 +233,17 @@ async def collect_status(store: Store) -> list[EndpointStatus]:
                 .first()
             )
             lag = (now - mark).total_seconds() if mark else None
-            out.append(
-                EndpointStatus(endpoint.value, mark, lag, int(rows), dict(run) if run else None)
-            )
+            form = (
+                await conn.execute(
+                    select(sync_runs.c.api_format)
+                    .where(sync_runs.c.endpoint == endpoint.value)
+                    .where(sync_runs.c.api_format.is_not(None))
+                    .order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            last = dict(run) if run else None
+            out.append(EndpointStatus(endpoint.value, mark, lag, int(rows), last, form))
     return out
 
 
@@ -278,7 +291,8 @@ def print_status_table(statuses: Sequence[EndpointStatus]) -> None:
     from rich.table import Table
 
     table = Table(title="syncer status", title_justify="left")
-    for column in ("endpoint", "high-water mark", "behind", "rows", "last run", "took", "outcome"):
+    columns = ("endpoint", "form", "high-water mark", "behind", "rows", "last run", "took")
+    for column in (*columns, "outcome"):
         table.add_column(column, no_wrap=True)
     table.add_column("ins/upd/same/rej", no_wrap=True)
     table.add_column("error")
@@ -287,6 +301,7 @@ def print_status_table(statuses: Sequence[EndpointStatus]) -> None:
         counts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected")
         table.add_row(
             s.endpoint,
+            s.api_format or "-",
             _short(s.high_water_mark),
             _ago(s.lag_seconds),
             f"{s.rows:,}",

@@ -14,6 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from syncer.errors import ConfigError
 from syncer.timespec import parse_duration, parse_spec
 
+#: The longest date range the API answers in one request (reported for the commits route).
+MAX_WINDOW = timedelta(days=30)
+
+
+class ApiFormat(str, Enum):
+    """Which of the API's two forms an endpoint is read through."""
+
+    AUTO = "auto"  #: CSV, switching an endpoint to JSON pages when its CSV route is unavailable
+    CSV = "csv"  #: the streaming CSV routes only
+    JSON = "json"  #: the paginated JSON routes only
+
 
 class LogFormat(str, Enum):
     """How log lines are rendered."""
@@ -48,6 +59,12 @@ class Settings(BaseSettings):
     cursor_max_retries: int = Field(default=5, ge=0, validation_alias="CURSOR_MAX_RETRIES")
     cursor_connect_timeout: timedelta = Field(
         default=timedelta(seconds=15), validation_alias="CURSOR_CONNECT_TIMEOUT"
+    )
+    cursor_api_format: ApiFormat = Field(
+        default=ApiFormat.AUTO, validation_alias="CURSOR_API_FORMAT"
+    )
+    cursor_json_page_size: int = Field(
+        default=1000, gt=0, le=1000, validation_alias="CURSOR_JSON_PAGE_SIZE"
     )
     cursor_read_timeout: timedelta = Field(
         default=timedelta(seconds=120), validation_alias="CURSOR_READ_TIMEOUT"
@@ -92,6 +109,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a positive duration such as 30s, 15m, 2h, 1d")
         return delta
+
+    @field_validator("sync_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value > MAX_WINDOW:
+            raise ValueError("must be at most 30d: the API refuses a longer date range")
+        return value
 
     @field_validator("cursor_api_base_url")
     @classmethod

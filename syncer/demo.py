@@ -11,7 +11,7 @@ from syncer.commands import backfill_command, status_command
 from syncer.config import Settings
 from syncer.daemon.scheduler import run_daemon
 from syncer.errors import ConfigError
-from syncer.fakeapi.config import FakeApiConfig
+from syncer.fakeapi.config import REAL_MAX_RANGE_DAYS, FakeApiConfig
 from syncer.fakeapi.server import FakeApi
 from syncer.store.db import database_url, to_libpq_url
 
@@ -27,6 +27,7 @@ async def demo_command(settings: Settings) -> int:
         seed=2025,
         live_rate=30.0,
         privacy_mode="0.2",
+        max_range_days=REAL_MAX_RANGE_DAYS,
     )
     async with FakeApi(config) as sim:
         demo = settings.model_copy(

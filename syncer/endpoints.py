@@ -1,4 +1,4 @@
-"""The two synced endpoints and their CSV columns, in the API's documented order.
+"""The two synced endpoints and their CSV columns, in the API's documented order (then newer ones).
 
 This is the one place that knows the shape of the data: the CSV parser, the simulator
 and the store all read these specs, so a column added here flows through all three.
@@ -88,6 +88,9 @@ COMMIT_COLUMNS: tuple[Column, ...] = (
     Column("message", Kind.TEXT),
     Column("commit_ts", Kind.TIMESTAMP),
     Column("created_at", Kind.TIMESTAMP, required=True),
+    #: not in the first alpha document: `ide`, `cli`, `cloud`, or whatever the API sends.
+    #: The CSV carries it at different positions in different texts; it is read by name.
+    Column("commit_source", Kind.TEXT),
 )
 
 CHANGE_COLUMNS: tuple[Column, ...] = (

@@ -13,6 +13,7 @@
     │   └── FatalApiError       retrying cannot help: fix the request or the credentials
     │       ├── AuthError           401 / 403
     │       └── BadRequest          400 and other 4xx
+    │           └── CsvUnavailable  a CSV route answered 404/405/406/410/501, or not CSV
     ├── DataError               a response that cannot be understood as a whole (e.g. a
     │                           required CSV column is missing); single bad rows are not
     │                           errors, they are quarantined
@@ -85,6 +86,10 @@ class AuthError(FatalApiError):
 
 class BadRequest(FatalApiError):
     """HTTP 400 or another 4xx: the request itself is wrong."""
+
+
+class CsvUnavailable(BadRequest):
+    """A CSV route is not served (404, 405, 406, 410, 501, or a body that is not CSV)."""
 
 
 class DataError(SyncerError):

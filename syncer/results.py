@@ -55,16 +55,36 @@ class Window:
 
     start: datetime
     end: datetime
+    #: the newest window of a pass: its request ends at the API's own `now` (see `request_end`)
+    open_end: bool = False
 
     @property
     def span(self) -> timedelta:
         """The window's length."""
         return self.end - self.start
 
+    @property
+    def request_end(self) -> datetime | None:
+        """The `endDate` to send: None (the literal `now`) for the newest window of a pass."""
+        return None if self.open_end else self.end
+
     def halves(self) -> tuple[Window, Window]:
-        """The window cut in two at its middle."""
+        """The window cut in two at its middle (the newer half keeps an open end)."""
         middle = self.start + self.span / 2
-        return Window(self.start, middle), Window(middle, self.end)
+        return Window(self.start, middle), Window(middle, self.end, self.open_end)
+
+    def cut(self, size: timedelta) -> list[Window]:
+        """The window as consecutive windows of at most `size`, oldest first (the newest keeps
+        an open end)."""
+        pieces = []
+        cursor = self.start
+        while cursor < self.end:
+            stop = min(cursor + size, self.end)
+            pieces.append(Window(cursor, stop))
+            cursor = stop
+        if pieces and self.open_end:
+            pieces[-1] = Window(pieces[-1].start, pieces[-1].end, True)
+        return pieces
 
     def __str__(self) -> str:
         return f"{isoformat_z(self.start)}..{isoformat_z(self.end)}"

@@ -21,10 +21,13 @@ from typing import TypeVar
 import structlog
 
 from syncer.client.api import CursorClient
-from syncer.config import Settings
+from syncer.client.paging import read_json_window
+from syncer.config import MAX_WINDOW, ApiFormat, Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
     ApiTimeout,
+    BadRequest,
+    CsvUnavailable,
     EndpointBusy,
     Interrupted,
     ServerError,
@@ -46,17 +49,20 @@ T = TypeVar("T")
 #: Failures after which a window is worth retrying in smaller halves.
 #: Not a refused connection: halving a window cannot help an API that is down.
 _SPLITTABLE = (ServerError, ApiTimeout, StreamInterrupted)
+#: The shortest window a 400 is taken as "range too long" for; a 400 to a day is an error.
+_MIN_RANGE = timedelta(days=1)
 
 
-def plan_windows(start: datetime, end: datetime, size: timedelta) -> list[Window]:
-    """Cut [start, end) into consecutive windows of at most `size`, oldest first."""
-    windows = []
-    cursor = start
-    while cursor < end:
-        stop = min(cursor + size, end)
-        windows.append(Window(cursor, stop))
-        cursor = stop
-    return windows
+def plan_windows(
+    start: datetime, end: datetime, size: timedelta, *, open_end: bool = False
+) -> list[Window]:
+    """Cut [start, end) into consecutive windows of at most `size`, oldest first.
+
+    With `open_end`, the newest window is requested up to the API's own `now` rather than up
+    to `end` (our clock): a clock running ahead of the API's, or an API that reads instants
+    at day granularity, cannot then hide the newest rows.
+    """
+    return Window(start, end, open_end).cut(size)
 
 
 @dataclass
@@ -74,6 +80,8 @@ class Pass:
     progress: Progress = field(default_factory=NoProgress)
     stop: asyncio.Event | None = None
     raw: bool = True  #: whether plain CSV blocks may take the raw path (False: always typed)
+    #: the forms that served this pass's requests (`csv`, `json`)
+    forms: set[str] = field(default_factory=set)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _started: float = field(default=0.0, init=False, repr=False)
     _kept: BatchCounts = field(default_factory=BatchCounts, init=False, repr=False)
@@ -110,7 +118,8 @@ class Pass:
         )
         end = self.until or now
         advance = may_advance(mark, start)
-        windows = plan_windows(start, end, self.settings.sync_window)
+        size = min(self.settings.sync_window, self.api.window_caps.get(self.endpoint, _MAX_SPAN))
+        windows = plan_windows(start, end, size, open_end=self.until is None)
         self.progress.planned(self.endpoint, len(windows))
         row_id = await self.store.start_run(self.run_id, self.endpoint, self.command, start, end)
         requests = self.api.requests(self.endpoint)  # this pass's are counted from here
@@ -165,14 +174,40 @@ class Pass:
             rows_unchanged=c.unchanged,
             rows_rejected=c.rejected,
             requests=result.requests,
+            api_format="+".join(sorted(self.forms)) or None,
             high_water_mark=result.high_water_mark,
             error=str(error) if error else None,
         )
 
     async def _window_or_halves(self, window: Window, advance: bool) -> BatchCounts:
-        """Consume a window; if it keeps failing, retry it as two halves, down to a floor."""
+        """Consume a window; if it keeps failing, retry it as two halves, down to a floor.
+
+        A 400 to a window longer than a day means "range too long" (the API caps a request's
+        range, and the cap is not documented): the window is read as halves, and the half's
+        size is kept as this endpoint's longest window for the rest of the process.
+        """
+        cap = self.api.window_caps.get(self.endpoint, _MAX_SPAN)
+        if window.span > cap:  # learned after this window was planned: never send it whole
+            counts = BatchCounts()
+            for piece in window.cut(cap):
+                counts.add(await self._window_or_halves(piece, advance))
+            return counts
         try:
             return await self._window(window, advance)
+        except BadRequest as exc:
+            if exc.status != 400 or window.span <= _MIN_RANGE:
+                raise
+            size = max(_MIN_RANGE, window.span / 2)
+            if size < cap:
+                self.api.window_caps[self.endpoint] = size
+                log.warning(
+                    "window_cap_learned", endpoint=self.endpoint.value, window_days=size / _DAY,
+                    reason=str(exc),
+                )  # fmt: skip
+            counts = BatchCounts()
+            for piece in window.cut(size):
+                counts.add(await self._window_or_halves(piece, advance))
+            return counts
         except _SPLITTABLE as exc:
             if window.span / 2 < self.settings.sync_min_window:
                 raise
@@ -185,12 +220,53 @@ class Pass:
             return counts
 
     async def _window(self, window: Window, advance: bool) -> BatchCounts:
+        """Read one window through the endpoint's form (CSV, or JSON pages after a fallback)."""
+        endpoint = self.endpoint
+        if self.api.formats.get(endpoint) is not ApiFormat.JSON:
+            try:
+                return await self._csv_window(window, advance)
+            except CsvUnavailable as exc:
+                if self.settings.cursor_api_format is not ApiFormat.AUTO:
+                    raise
+                self.api.formats[endpoint] = ApiFormat.JSON
+                log.warning(
+                    "json_fallback", endpoint=endpoint.value, reason=str(exc),
+                    detail="reading the JSON pages for the rest of this process",
+                )  # fmt: skip
+        return await self._json_window(window, advance)
+
+    async def _json_window(self, window: Window, advance: bool) -> BatchCounts:
+        """Read one window from the JSON pages (explicit instants), a batch per page."""
+        self.forms.add(ApiFormat.JSON.value)
+        opener = partial(BatchWriter.open, self.store)
+        writer = OrderedWriter(opener, self.run_id, self._batch_written)
+        pages = read_json_window(
+            self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
+        )
+        try:
+            async with aclosing(pages):
+                async for rows in pages:
+                    batch = Batch(self.endpoint)
+                    batch.absorb(rows)
+                    await writer.put(batch)
+                    if self._stopping():
+                        raise Interrupted(_STOPPED)
+            return await writer.finish(Batch(self.endpoint), advance=advance)
+        except Interrupted:
+            # the batches in hand commit; the mark waits for a window read to its end
+            await writer.finish(Batch(self.endpoint), advance=False)
+            raise
+        finally:
+            await writer.abort()
+
+    async def _csv_window(self, window: Window, advance: bool) -> BatchCounts:
         """Stream one window into batches; the last batch carries the new mark.
 
         Blocks of raw CSV records go to the server as they are (the raw path) when the header
         names only known columns and the block is plain CSV; otherwise they are parsed here,
         the typed way. Either way parsing or cutting the next block overlaps the write.
         """
+        self.forms.add(ApiFormat.CSV.value)
         opener = partial(BatchWriter.open, self.store)
         writer = OrderedWriter(opener, self.run_id, self._batch_written)
         endpoint = self.endpoint
@@ -199,7 +275,9 @@ class Pass:
         header: bytes | None = None
         try:
             async with aclosing(
-                self.api.stream_blocks(endpoint, window.start, window.end, block_bytes=block_bytes)
+                self.api.stream_blocks(
+                    endpoint, window.start, window.request_end, block_bytes=block_bytes
+                )
             ) as blocks:
                 async for block in blocks:
                     if block.header is not header:  # the first block, or a retried stream
@@ -227,6 +305,9 @@ class Pass:
 
 
 _STOPPED = "stopping: the pass ends at a batch boundary"
+
+_DAY = timedelta(days=1)
+_MAX_SPAN = MAX_WINDOW
 
 #: The smallest raw block, and the bytes of a typical row (batch rows × this = block size).
 _MIN_BLOCK = 16 * 1024

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import math
 import random
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Self, TypeVar
 
 import aiohttp
 import structlog
 
 from syncer import __version__
+from syncer.client.observer import ApiObserver, NullObserver
 from syncer.client.ratelimit import RateLimiters, RequestBudget
-from syncer.config import Settings
+from syncer.client.responses import describe, parse_retry_after, server_message
+from syncer.config import ApiFormat, Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
     ApiError,
@@ -28,6 +27,7 @@ from syncer.errors import (
     ApiUnreachable,
     AuthError,
     BadRequest,
+    CsvUnavailable,
     DataError,
     RateLimited,
     RetriableApiError,
@@ -44,41 +44,11 @@ log = structlog.get_logger(__name__)
 CHUNK_SIZE = 256 * 1024
 USER_AGENT = f"syncer/{__version__} aiohttp/{aiohttp.__version__}"
 AUTH_HINT = "check CURSOR_API_KEY and that the team is on an enterprise plan"
+#: Statuses of a CSV route that mean "not served here" (the JSON pages may still be).
+CSV_GONE = frozenset({404, 405, 406, 410, 501})
 
 T = TypeVar("T")
 Read = Callable[[aiohttp.ClientResponse], AsyncGenerator[T, None]]
-
-
-class ApiObserver(Protocol):
-    """Hooks the metrics layer implements to watch the client."""
-
-    def on_request(self, path: str, status: int | str) -> None:
-        """A response arrived (its HTTP status), or "error" when none did."""
-
-    def on_rate_limited(self, path: str) -> None:
-        """The server answered 429."""
-
-    def on_wait(self, path: str, seconds: float) -> None:
-        """The request budget held a request back for `seconds`."""
-
-    def on_retry(self, path: str, error: ApiError) -> None:
-        """A failed attempt is about to be retried."""
-
-
-class NullObserver:
-    """An `ApiObserver` that ignores everything."""
-
-    def on_request(self, path: str, status: int | str) -> None:
-        """Ignore a response."""
-
-    def on_rate_limited(self, path: str) -> None:
-        """Ignore a 429."""
-
-    def on_wait(self, path: str, seconds: float) -> None:
-        """Ignore a wait."""
-
-    def on_retry(self, path: str, error: ApiError) -> None:
-        """Ignore a retry."""
 
 
 class CursorClient:
@@ -104,7 +74,12 @@ class CursorClient:
     ) -> None:
         key = settings.require_api_key()
         credentials = base64.b64encode(f"{key}:".encode()).decode()  # user = key, no password
-        self._headers = {"Authorization": f"Basic {credentials}", "User-Agent": USER_AGENT}
+        self._headers = {
+            "Authorization": f"Basic {credentials}",
+            "User-Agent": USER_AGENT,
+            # answers carry `Cache-Control: public, max-age=900`: no cache may answer for them
+            "Cache-Control": "no-cache",
+        }
         self._secrets = (key, credentials)
         self.base_url = settings.cursor_api_base_url
         self._timeout = aiohttp.ClientTimeout(
@@ -113,6 +88,20 @@ class CursorClient:
             sock_read=settings.cursor_read_timeout.total_seconds(),
         )
         self.max_retries = settings.cursor_max_retries
+        requests, period = settings.rate_limit
+        #: a 429 without Retry-After waits at least this long (one slot of the rate window)
+        self._slot = period / requests
+        #: per endpoint, the longest window the API accepted after refusing a longer one
+        self.window_caps: dict[Endpoint, timedelta] = {}
+        #: per endpoint, the JSON page size after the API refused a larger one
+        self.page_sizes: dict[Endpoint, int] = {}
+        #: per endpoint, the form it is read through (`auto` starts on CSV, may switch to JSON)
+        self.formats: dict[Endpoint, ApiFormat] = {
+            endpoint: ApiFormat.JSON
+            if settings.cursor_api_format is ApiFormat.JSON
+            else ApiFormat.CSV
+            for endpoint in Endpoint
+        }
         self._budget = budget if budget is not None else RateLimiters.from_settings(settings)
         self._observer = observer if observer is not None else NullObserver()
         self._sleep = sleep
@@ -151,12 +140,16 @@ class CursorClient:
         self,
         endpoint: Endpoint,
         start: datetime,
-        end: datetime,
+        end: datetime | None,
         *,
         block_bytes: int = 4 << 20,
         user: str | None = None,
     ) -> AsyncGenerator[RawBlock, None]:
         """The CSV endpoint's response for [start, end] as blocks of complete records (bytes).
+
+        `end=None` sends `endDate=now`: the API's own now, whatever our clock says. A CSV
+        route that is not served (see `CSV_GONE`), or answers with a body that is not CSV,
+        raises CsvUnavailable.
 
         Each block is at least `block_bytes` long (the last may be shorter) and carries the
         response's header; `syncer.parse.parser.parse_block` reads one as typed rows. A retry
@@ -169,6 +162,11 @@ class CursorClient:
         path = endpoint.csv_path
 
         def read(response: aiohttp.ClientResponse) -> AsyncGenerator[RawBlock, None]:
+            if "csv" not in response.content_type:
+                raise CsvUnavailable(
+                    f"{path}: the answer is {response.content_type or 'untyped'}, not CSV",
+                    status=response.status,
+                )
             return cut_blocks(response.content.iter_chunked(CHUNK_SIZE), block_bytes)
 
         async with aclosing(self._retrying(path, _params(start, end, user), read)) as blocks:
@@ -196,6 +194,14 @@ class CursorClient:
             async for result in pages:
                 return result
         raise DataError(f"{path}: no response")  # unreachable: _retrying yields or raises
+
+    async def count(self, endpoint: Endpoint, start: datetime, end: datetime) -> int:
+        """The API's own row count for [start, end], both inclusive: one `pageSize=1` request.
+
+        The JSON pages' `totalCount`, through the same budget, retries and typed errors as
+        any request. An amended commit served twice is counted twice.
+        """
+        return (await self.fetch_page(endpoint, start, end, page=1, page_size=1)).total_count
 
     async def iter_json_rows(
         self,
@@ -261,25 +267,27 @@ class CursorClient:
             if not reading:
                 self._observer.on_request(path, "error")
                 unreachable = ApiTimeout if isinstance(exc, TimeoutError) else ApiUnreachable
-                raise unreachable(f"{path}: {_describe(exc)}") from exc
-            raise StreamInterrupted(f"{path}: the response was cut: {_describe(exc)}") from exc
+                raise unreachable(f"{path}: {describe(exc)}") from exc
+            raise StreamInterrupted(f"{path}: the response was cut: {describe(exc)}") from exc
         finally:
             self._budget.settle(grant)  # no answer: whether it was counted is known by now
 
     async def _error_for(self, path: str, response: aiohttp.ClientResponse) -> ApiError:
         """The typed error of a non-2xx response."""
         status = response.status
-        message = self._redact(await _server_message(response))
+        message = self._redact(await server_message(response))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429:
             self._observer.on_rate_limited(path)
             return RateLimited(f"{path}: HTTP 429: {message}", status=429,
                                retry_after=retry_after)  # fmt: skip
-        if status >= 500:
+        if status >= 500 and not (status in CSV_GONE and path.endswith(".csv")):
             return ServerError(f"{path}: HTTP {status}: {message}", status=status,
                                retry_after=retry_after)  # fmt: skip
         if status in (401, 403):
             return AuthError(f"{path}: HTTP {status} ({message}): {AUTH_HINT}", status=status)
+        if status in CSV_GONE and path.endswith(".csv"):
+            return CsvUnavailable(f"{path}: HTTP {status}: {message}", status=status)
         return BadRequest(f"{path}: HTTP {status}: {message}", status=status)
 
     async def _before_retry(
@@ -296,10 +304,14 @@ class CursorClient:
 
     def _delay(self, attempt: int, error: RetriableApiError) -> float:
         """The server's Retry-After (capped unless it is a 429), else backoff with jitter."""
+        if isinstance(error, RateLimited):
+            if error.retry_after is not None:
+                return error.retry_after
+            # No Retry-After: hold back at least one slot of the rate window, with jitter,
+            # and longer as 429s repeat (the budget holds every job and process back as long)
+            return max(self._slot, self._backoff(attempt)) + self._rng.uniform(0, self._slot)
         if error.retry_after is None:
             return self._backoff(attempt)
-        if isinstance(error, RateLimited):
-            return error.retry_after
         return min(error.retry_after, self._backoff_cap)
 
     def _backoff(self, attempt: int) -> float:
@@ -319,51 +331,9 @@ class CursorClient:
         return self._session
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a `Retry-After` header: delay-seconds or an HTTP-date; None if unusable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _params(start: datetime, end: datetime, user: str | None) -> dict[str, str]:
-    params = {"startDate": isoformat_z(start), "endDate": isoformat_z(end)}
+def _params(start: datetime, end: datetime | None, user: str | None) -> dict[str, str]:
+    until = "now" if end is None else isoformat_z(end)
+    params = {"startDate": isoformat_z(start), "endDate": until}
     if user is not None:
         params["user"] = user
     return params
-
-
-async def _server_message(response: aiohttp.ClientResponse) -> str:
-    """The error text the server sent (its JSON `error` and `message`, else the body), short."""
-    try:
-        text = await response.text(errors="replace")
-    except (aiohttp.ClientError, TimeoutError):
-        return response.reason or ""
-    try:
-        body = json.loads(text) if text.lstrip().startswith("{") else None
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        parts = [
-            body[key] for key in ("error", "message", "detail") if isinstance(body.get(key), str)
-        ]
-        text = ": ".join(dict.fromkeys(parts)) or text
-    text = " ".join(text.split()) or response.reason or ""
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _describe(exc: BaseException) -> str:
-    """A short description of a transport error (never its request headers)."""
-    text = str(exc)
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name

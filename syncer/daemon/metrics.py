@@ -13,6 +13,7 @@ from syncer.results import BatchCounts, Outcome, PassResult, Window
 #: Pass durations span a quiet 1-second incremental pass to a first 30-day load.
 _DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
 _ROW_RESULTS = ("inserted", "updated", "unchanged", "rejected")
+_ENDPOINTS = frozenset(endpoint.value for endpoint in Endpoint)
 
 
 def endpoint_label(path: str) -> str:
@@ -95,6 +96,18 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.form_requests = Counter(
+            "syncer_api_form_requests",
+            "HTTP requests to the Cursor API, by endpoint and the form that served it (csv, json)",
+            ["endpoint", "form"],
+            registry=r,
+        )
+        self.form = Gauge(
+            "syncer_api_form",
+            "1 for the form (csv, json) each endpoint's latest request was read through, else 0",
+            ["endpoint", "form"],
+            registry=r,
+        )
         self._marks: dict[str, datetime] = {}
         for endpoint in Endpoint:
             name = endpoint.value
@@ -107,7 +120,12 @@ class Metrics:
 
     def on_request(self, path: str, status: int | str) -> None:
         """A response arrived (its HTTP status), or "error" when none did."""
-        self.requests.labels(endpoint_label(path), str(status)).inc()
+        name, form = endpoint_label(path), "csv" if path.endswith(".csv") else "json"
+        self.requests.labels(name, str(status)).inc()
+        if name in _ENDPOINTS:
+            self.form_requests.labels(name, form).inc()
+            self.form.labels(name, form).set(1)
+            self.form.labels(name, "json" if form == "csv" else "csv").set(0)
 
     def on_rate_limited(self, path: str) -> None:
         """The API answered 429."""

@@ -10,6 +10,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -22,14 +23,20 @@ from syncer.fakeapi.query import Query, QueryError, parse_query
 from syncer.fakeapi.ratelimit import SlidingWindowLimit
 from syncer.fakeapi.render import BlockCache, CsvRenderer
 from syncer.fakeapi.stats import Stats
-from syncer.fakeapi.timestamps import from_ms
+from syncer.fakeapi.timestamps import ceil_ms, from_ms
 
 #: bytes gathered before one chunk of a CSV body is written
 CHUNK_BYTES = 256 * 1024
 BOM = "\ufeff".encode()
 #: where a redirected CSV download is served: like a pre-signed URL, no auth, no rate limit
 DOWNLOADS = "/downloads/"
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
+_REASONS = {
+    400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 410: "Gone",
+    429: "Too Many Requests",
+}  # fmt: skip
+#: what the real API answers a valid key of a team that is not on Enterprise
+NOT_ENTERPRISE = "You must be a member of an enterprise team to access this resource"
+CSV_UNAVAILABLE = (None, "404", "410", "html")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -61,27 +68,36 @@ class Simulator:
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
+_HTML_PAGE = "<!doctype html><html><body><h1>Cursor</h1><p>Page not found</p></body></html>\n"
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+    status: int, message: str, headers: dict[str, str] | None = None, shape: str = "error"
 ) -> web.Response:
-    """The API's JSON error body: `{"error": ..., "message": ...}`."""
-    body = {"error": _REASONS.get(status, "Server Error" if status >= 500 else "Error"),
-            "message": message}  # fmt: skip
+    """The API's JSON error body: `{"error": ..., "message": ...}`, or with `shape="code"`
+    the other shape the real API uses, `{"code": "error", "message": ...}`."""
+    reason = _REASONS.get(status, "Server Error" if status >= 500 else "Error")
+    body = {"code": "error", "message": message} if shape == "code" else \
+           {"error": reason, "message": message}  # fmt: skip
     return web.json_response(body, status=status, headers=headers)
+
+
+def _key_of(request: web.Request) -> str | None:
+    """The API key of a basic-auth header (user name, empty password), or None."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    key, colon, password = decoded.partition(":")
+    return key if colon and not password else None
 
 
 def _authorized(request: web.Request, api_key: str) -> bool:
     """Basic auth with the API key as user name and an empty password."""
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return decoded == f"{api_key}:"
+    return _key_of(request) == api_key
 
 
 @web.middleware
@@ -100,29 +116,43 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _checked(request: web.Request, handler: Handler, sim: Simulator) -> web.StreamResponse:
-    if not _authorized(request, sim.config.api_key):
+    shape = sim.config.error_shape
+    key = _key_of(request)
+    if key is not None and key == sim.config.not_enterprise_key:
+        return error_response(401, NOT_ENTERPRISE, shape="code")
+    if key != sim.config.api_key:
         return error_response(
             401, "Invalid API key: use HTTP basic auth with the key as user name",
-            {"WWW-Authenticate": 'Basic realm="Cursor Admin API"'},
+            {"WWW-Authenticate": 'Basic realm="Cursor Admin API"'}, shape,
         )  # fmt: skip
     if delay := sim.faults.arrival_delay():
         await asyncio.sleep(delay)
     injected = sim.faults.injection()
     if injected is not None:
         if injected.retry_after is None:
-            return error_response(injected.status, "Injected failure")
-        retry = {"Retry-After": str(injected.retry_after)}
-        return error_response(429, "Rate limit exceeded (injected)", retry)
+            return error_response(injected.status, "Injected failure", shape=shape)
+        retry = {} if sim.config.no_retry_after else {"Retry-After": str(injected.retry_after)}
+        return error_response(429, "Rate limit exceeded (injected)", retry, shape)
     wait = sim.limit.check(sim.config.api_key, request.path)
     if wait is not None:
         message = f"Rate limit exceeded: {sim.config.rate_limit_requests} requests per " \
                   f"{sim.config.rate_limit_period:g}s per endpoint; retry in {wait}s"  # fmt: skip
-        return error_response(429, message, {"Retry-After": str(wait)})
+        retry = {} if sim.config.no_retry_after else {"Retry-After": str(wait)}
+        return error_response(429, message, retry, shape)
     return await handler(request)
 
 
 def _query(request: web.Request, sim: Simulator) -> Query:
-    return parse_query(request.query, now=from_ms(sim.dataset.now_ms()))
+    config = sim.config
+    query = parse_query(
+        request.query,
+        now=from_ms(sim.dataset.now_ms()),
+        day_granularity=config.day_granularity,
+        max_page_size=config.max_page_size,
+    )
+    if config.max_range_days and query.end - query.start > timedelta(days=config.max_range_days):
+        raise QueryError(f"Date range cannot exceed {config.max_range_days:g} days")
+    return query
 
 
 async def serve_json(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -131,7 +161,7 @@ async def serve_json(request: web.Request, endpoint: Endpoint) -> web.StreamResp
     try:
         query = _query(request, sim)
     except QueryError as error:
-        return error_response(400, str(error))
+        return error_response(400, str(error), shape=sim.config.error_shape)
     dumps = functools.partial(json.dumps, ensure_ascii=False)
     return web.json_response(json_page(sim.dataset, endpoint, query), dumps=dumps)
 
@@ -143,10 +173,15 @@ async def serve_csv(request: web.Request, endpoint: Endpoint) -> web.StreamRespo
     API that hands large files to storage would (the doc's CSV examples use `curl -L`).
     """
     sim = request.app[SIMULATOR]
+    gone = sim.faults.csv_unavailable
+    if gone == "html":  # a route the API no longer has, answered by a catch-all page
+        return web.Response(text=_HTML_PAGE, content_type="text/html")
+    if gone is not None:
+        return error_response(int(gone), "Cannot GET " + request.path, shape=sim.config.error_shape)
     try:
         query = _query(request, sim)
     except QueryError as error:
-        return error_response(400, str(error))
+        return error_response(400, str(error), shape=sim.config.error_shape)
     if sim.faults.redirect_csv is not None:
         token = secrets.token_urlsafe(16)
         sim.downloads[token] = (endpoint, query)
@@ -172,7 +207,9 @@ async def _stream_csv(
     request: web.Request, endpoint: Endpoint, query: Query, sim: Simulator
 ) -> web.StreamResponse:
     faults = sim.faults
-    renderer = CsvRenderer(sim.dataset, endpoint, faults.csv_format(), sim.cache, query.user)
+    renderer = CsvRenderer(
+        sim.dataset, endpoint, faults.csv_format(), sim.cache, query.user, ceil_ms(query.start)
+    )
     pieces = sim.dataset.pieces(endpoint, query.start, query.end)
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8"})
     response.enable_chunked_encoding()

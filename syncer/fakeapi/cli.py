@@ -7,7 +7,7 @@ import asyncio
 import signal
 from datetime import datetime
 
-from syncer.fakeapi.config import FakeApiConfig
+from syncer.fakeapi.config import REAL_MAX_RANGE_DAYS, FakeApiConfig
 from syncer.fakeapi.dataset import privacy_fraction
 from syncer.fakeapi.server import FakeApi
 from syncer.timespec import parse_spec
@@ -58,6 +58,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of changes with a source the doc does not list (CLI, BACKGROUND_AGENT)",
     )  # fmt: skip
     _add_fault_arguments(parser)
+    _add_real_api_arguments(parser)
+
+
+def _add_real_api_arguments(parser: argparse.ArgumentParser) -> None:
+    d = FakeApiConfig()
+    add = parser.add_argument_group(
+        "the real API", "what the API does beyond the first document (see the README)"
+    ).add_argument
+    add(
+        "--no-commit-source",
+        action="store_true",
+        help="commits without commitSource / commit_source, as the first document has them",
+    )
+    add(
+        "--max-range-days",
+        type=float,
+        default=REAL_MAX_RANGE_DAYS,
+        help="longest startDate..endDate range answered, in days; longer gets 400 (0: any)",
+    )
+    add(
+        "--error-shape",
+        choices=("error", "code"),
+        default=d.error_shape,
+        help='error bodies as {"error","message"} or {"code":"error","message"}',
+    )
+    add(
+        "--not-enterprise-key",
+        default=d.not_enterprise_key,
+        help="a key that authenticates but gets 401: the team is not on Enterprise",
+    )
+    add("--no-retry-after", action="store_true", help="429 answers without Retry-After")
+    add("--max-page-size", type=int, default=d.max_page_size, help="largest pageSize answered")
+    add(
+        "--day-granularity",
+        action="store_true",
+        help="read ISO startDate/endDate values as the start of their UTC day",
+    )
+    add(
+        "--csv-unavailable",
+        choices=("404", "410", "html"),
+        default=d.csv_unavailable,
+        help="the CSV routes are not served (a status, or an HTML page with 200)",
+    )
+    add(
+        "--amend-rate",
+        type=float,
+        default=d.amend_rate,
+        help="fraction of rows served twice: an older copy and an amended, newer one",
+    )
+    add("--amend-order", choices=("newer-first", "older-first"), default=d.amend_order,
+        help="which copy of an amended row comes first in the stream")  # fmt: skip
 
 
 def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +143,12 @@ def config_from(args: argparse.Namespace) -> FakeApiConfig:
         cut_times=args.cut_times, chunk_delay=args.chunk_delay, bom=args.bom, crlf=args.crlf,
         extra_column=args.extra_column, permute_columns=args.permute_columns,
         malformed_rate=args.malformed_rate, new_source_rate=args.new_source_rate,
-        redirect_csv=args.redirect_csv,
+        redirect_csv=args.redirect_csv, commit_source=not args.no_commit_source,
+        max_range_days=args.max_range_days, error_shape=args.error_shape,
+        not_enterprise_key=args.not_enterprise_key, no_retry_after=args.no_retry_after,
+        max_page_size=args.max_page_size,
+        day_granularity=args.day_granularity, csv_unavailable=args.csv_unavailable,
+        amend_rate=args.amend_rate, amend_order=args.amend_order,
     )  # fmt: skip
 
 

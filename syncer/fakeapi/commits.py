@@ -20,6 +20,8 @@ from syncer.fakeapi.timestamps import DAY_MS, TimestampFormatter, from_ms
 
 TABLE_BITS = 12
 _TABLE = (1 << TABLE_BITS) - 1
+#: `commitSource` values and their weights: the three the docs name, and one they do not yet
+COMMIT_SOURCES = (("ide", 70), ("cli", 18), ("cloud", 10), ("web", 2))
 
 
 class Place(NamedTuple):
@@ -93,7 +95,12 @@ class CommitSource:
     endpoint = Endpoint.COMMITS
 
     def __init__(
-        self, seed: int, population: Population, timeline: Timeline, stamps: TimestampFormatter
+        self,
+        seed: int,
+        population: Population,
+        timeline: Timeline,
+        stamps: TimestampFormatter,
+        commit_source: bool = True,
     ) -> None:
         rng = random.Random(f"fakeapi-commits-{seed}")
         self.population = population
@@ -112,6 +119,16 @@ class CommitSource:
             None if rng.random() < 0.01 else int(rng.expovariate(1 / 600_000)) + 1000
             for _ in range(size)
         ]
+        #: whether some null isPrimaryBranch are left out of JSON items (the document's "undefined")
+        self.omit_null_primary = False
+        #: whether rows carry `commit_source` (False: the first document's rows, without it)
+        self.with_source = commit_source
+        names = [name for name, _ in COMMIT_SOURCES]
+        weights = [weight for _, weight in COMMIT_SOURCES]
+        self.commit_sources: list[str | None] = (
+            list(rng.choices(names, weights, k=size)) if commit_source else [None] * size
+        )
+        self.source_fields = [f",{v}" if v else "" for v in self.commit_sources]
 
     def key(self, index: int) -> str:
         """The commit hash of row `index`."""
@@ -138,7 +155,7 @@ class CommitSource:
             counts = _counted(counts.total_a + bump, *counts[1:6], counts.non_a is None)
         created = self.timeline.created_ms(index)
         delay = self.delays[(h >> 36) & _TABLE]
-        commit_ts = None if delay is None else created - delay
+        commit_ts = None if delay is None else (created - delay) // 1000 * 1000  # whole seconds
         place, message = self.places[h & _TABLE], (h >> 24) & _TABLE
         return self.key(index), place, counts, message, commit_ts, created
 
@@ -146,12 +163,15 @@ class CommitSource:
         """Row `index` as CSV field texts in documented column order."""
         key, place, counts, message, commit_ts, created = self.draw(index, bump)
         person, stamp = self.population.users[place.user], self.stamps.format
-        return [
+        fields = [
             key, person.encoded_id, quote(person.email), *_place_tail(place),
             *counts.text.split(","),
-            self.message_fields[message],
+            "" if place.repo is None else self.message_fields[message],
             "" if commit_ts is None else stamp(commit_ts), stamp(created),
         ]  # fmt: skip
+        if self.with_source:
+            fields.append(self.commit_sources[(self.perm.forward(index) >> 44) & _TABLE] or "")
+        return fields
 
     def csv_lines(self, indices: Iterable[int]) -> list[str]:
         """Plain CSV lines (no terminator) of untouched rows: `csv_fields` fused for speed.
@@ -161,6 +181,7 @@ class CommitSource:
         """
         places, counts, delays = self.places, self.counts, self.delays
         messages, tails, timeline, perm = self.message_fields, self.tails, self.timeline, self.perm
+        sources = self.source_fields
         mul, add, mask, shift = perm.mul, perm.add, perm.mask, perm.shift
         start, span, count = timeline.start_ms, timeline.span, timeline.count
         jitter = timeline.jitter
@@ -185,14 +206,16 @@ class CommitSource:
             if delay is None:
                 commit_text = ""
             elif delay <= rem:
-                rem -= delay
-                commit_text = f"{prefix}{clock[rem // 1000]}{millis[rem % 1000]}"
+                rem = (rem - delay) // 1000
+                commit_text = f"{prefix}{clock[rem]}000Z"
             else:
-                commit_text = self.stamps.format(created - delay)
+                commit_text = self.stamps.format((created - delay) // 1000 * 1000)
+            place = places[h & _TABLE]
+            message = messages[(h >> 24) & _TABLE] if place.repo is not None else ""
             lines.append(
-                f"{h:016x}{tails[h >> 52]},{places[h & _TABLE].text},"
-                f"{counts[(h >> 12) & _TABLE].text},{messages[(h >> 24) & _TABLE]},"
-                f"{commit_text},{created_text}"
+                f"{h:016x}{tails[h >> 52]},{place.text},"
+                f"{counts[(h >> 12) & _TABLE].text},{message},"
+                f"{commit_text},{created_text}{sources[(h >> 44) & _TABLE]}"
             )
         return lines
 
@@ -215,15 +238,19 @@ class CommitSource:
             "composer_lines_deleted": counts.comp_d,
             "non_ai_lines_added": counts.non_a,
             "non_ai_lines_deleted": counts.non_d,
-            "message": self.messages[message],
+            "message": None if place.repo is None else self.messages[message],
             "commit_ts": None if commit_ts is None else from_ms(commit_ts),
             "created_at": from_ms(created),
+            "commit_source": self.commit_sources[(self.perm.forward(index) >> 44) & _TABLE],
         }
 
     def primary_absent(self, index: int) -> bool:
-        """Whether the JSON item leaves out a null isPrimaryBranch ("undefined")."""
+        """Whether the JSON item leaves out a null isPrimaryBranch ("undefined").
+
+        Never, by default: a recorded response of the real API carries `"isPrimaryBranch": null`.
+        """
         place = self.places[self.perm.forward(index) & _TABLE]
-        return place.primary is None and place.absent
+        return self.omit_null_primary and place.primary is None and place.absent
 
 
 def _place_tail(place: Place) -> list[str]:

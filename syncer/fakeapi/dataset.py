@@ -80,6 +80,7 @@ class Dataset:
         self.config = config
         self.clock = clock
         self.duplicate_rate = config.duplicate_rate
+        self.amend_rate = config.amend_rate
         self.malformed_rate = config.malformed_rate
         self.population = Population(config.seed, privacy_fraction(config.privacy_mode))
         anchor = config.anchor
@@ -93,6 +94,7 @@ class Dataset:
             Endpoint.COMMITS: CommitSource(
                 seed, self.population,
                 Timeline(config.commits, start_ms, self.anchor_ms, config.live_rate), self.stamps,
+                config.commit_source,
             ),
             Endpoint.CHANGES: ChangeSource(
                 seed, self.population,
@@ -103,11 +105,17 @@ class Dataset:
         self.edits = {endpoint: Edits() for endpoint in Endpoint}
         self._dup_salt = mix64(seed * 8 + 5)
         self._bad_salt = mix64(seed * 8 + 6)
+        self._amend_salt = mix64(seed * 8 + 7)
 
     @property
     def anchor(self) -> datetime:
         """The end of the generated history (live rows continue after it)."""
         return from_ms(self.anchor_ms)
+
+    def served_columns(self, endpoint: Endpoint) -> list[str]:
+        """The columns this data set serves, in documented order (`commit_source` may be off)."""
+        names = [column.name for column in endpoint.columns]
+        return names if self.config.commit_source else [n for n in names if n != "commit_source"]
 
     @property
     def users(self) -> list[User]:
@@ -137,8 +145,23 @@ class Dataset:
         salted = (index ^ self._dup_salt) + (endpoint is Endpoint.CHANGES)
         return unit(salted) < self.duplicate_rate and self.malformed_kind(endpoint, index) is None
 
+    def amended(self, endpoint: Endpoint, index: int) -> int:
+        """Milliseconds between the older copy of an amended row and the amended one, or 0.
+
+        An amended row is served twice: the amended copy (the truth, at the row's createdAt,
+        with updated values) and an older copy, createdAt this much earlier (when in range).
+        """
+        if self.amend_rate <= 0 or self.malformed_kind(endpoint, index) is not None:
+            return 0
+        salted = (index ^ self._amend_salt) + (endpoint is Endpoint.CHANGES)
+        if unit(salted) >= self.amend_rate:
+            return 0
+        return 1000 + mix64(salted) % 3_600_000
+
     def bump(self, endpoint: Endpoint, index: int) -> int:
-        """1 when the row's last served copy carries updated values, else 0."""
+        """1 when the row's last served copy (or its amended one) carries updated values."""
+        if self.amended(endpoint, index):
+            return 1
         if not self.duplicated(endpoint, index):
             return 0
         return (mix64(index ^ self._dup_salt) >> 7) & 1
@@ -189,7 +212,7 @@ class Dataset:
             pieces.append(range(cursor, hi))
         return pieces
 
-    def _rows(
+    def rows(
         self, endpoint: Endpoint, start: datetime | str, end: datetime | str, user: str | None
     ) -> Iterator[tuple[int | None, Row | None]]:
         """(index, None) for generated rows and (None, row) for explicit ones, filtered by user."""
@@ -220,7 +243,7 @@ class Dataset:
         """
         source = self.sources[endpoint]
         rows: list[Row] = []
-        for index, row in self._rows(endpoint, start, end, user):
+        for index, row in self.rows(endpoint, start, end, user):
             if row is not None:
                 rows.append(_copy(row))
             elif index is not None and self.malformed_kind(endpoint, index) is None:
@@ -241,7 +264,7 @@ class Dataset:
         source = self.sources[endpoint]
         return {
             source.key(index)
-            for index, _ in self._rows(endpoint, start, end, user)
+            for index, _ in self.rows(endpoint, start, end, user)
             if index is not None
             and (found := self.malformed_kind(endpoint, index)) is not None
             and (kind is None or found == kind)

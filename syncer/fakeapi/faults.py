@@ -41,6 +41,8 @@ class Faults:
         self.permute_columns = config.permute_columns
         #: CSV endpoints answer 302 to a download URL: None, "same-host" or "other-host"
         self.redirect_csv = config.redirect_csv
+        #: the CSV routes are not served: None, "404", "410" or "html"
+        self.csv_unavailable = config.csv_unavailable
         if self.redirect_csv not in REDIRECT_MODES:
             raise ValueError(f"redirect_csv must be one of {REDIRECT_MODES}")
         #: seconds each of the next requests spends on the way before the server counts it
@@ -81,7 +83,7 @@ class Faults:
         self.fail_every, self.failures, self.arrival_delays = 0, [], []
         self.cut_after_bytes, self.chunk_delay = None, 0.0
         self.bom = self.crlf = self.permute_columns = False
-        self.extra_column = self.redirect_csv = None
+        self.extra_column = self.redirect_csv = self.csv_unavailable = None
         self.dataset.malformed_rate = 0.0
 
     def injection(self) -> Injection | None:
@@ -116,4 +118,5 @@ class Faults:
             crlf=self.crlf,
             extra_column=self.extra_column,
             permute_seed=self.seed if self.permute_columns else None,
+            missing=() if self.dataset.config.commit_source else ("commit_source",),
         )

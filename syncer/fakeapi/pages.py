@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from syncer.endpoints import Endpoint
 from syncer.fakeapi.dataset import Dataset, Row
 from syncer.fakeapi.query import Query
+from syncer.fakeapi.timestamps import ceil_ms, from_ms
 from syncer.timespec import isoformat_z
 
 
@@ -17,10 +19,14 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def json_item(endpoint: Endpoint, row: Row, primary_absent: bool = False) -> dict[str, Any]:
+def json_item(
+    endpoint: Endpoint, row: Row, primary_absent: bool = False, commit_source: bool = True
+) -> dict[str, Any]:
     """A truth row as the API's JSON item (metadata as an array, ISO timestamps)."""
     item: dict[str, Any] = {}
     for column in endpoint.columns:
+        if column.name == "commit_source" and not commit_source:
+            continue
         if column.name == "metadata_json":
             item["metadata"] = [_file_entry(entry) for entry in row.get("files") or []]
             continue
@@ -42,9 +48,12 @@ def _file_entry(entry: dict[str, Any]) -> dict[str, Any]:
 def json_page(dataset: Dataset, endpoint: Endpoint, query: Query) -> dict[str, Any]:
     """`{items, totalCount, page, pageSize}` for a query, newest first unless order is asc.
 
-    Items are each row's final version: the CSV-only faults (duplicates, malformed rows)
-    do not apply here.
+    Items are each row's final version: the CSV-only faults (duplicates) do not apply here.
+    Amended rows come twice (their older copy too), and malformed rows as bad items, when
+    those knobs are on; `totalCount` counts every item served.
     """
+    if dataset.amend_rate > 0 or dataset.malformed_rate > 0:
+        return _careful_page(dataset, endpoint, query)
     pieces = dataset.pieces(endpoint, query.start, query.end)
     if dataset.config.order == "desc":
         pieces = [p[::-1] if isinstance(p, range) else p for p in reversed(pieces)]
@@ -81,9 +90,61 @@ def json_page(dataset: Dataset, endpoint: Endpoint, query: Query) -> dict[str, A
 
 
 def _item(dataset: Dataset, endpoint: Endpoint, index: int | None, row: Row | None) -> Any:
+    served = dataset.config.commit_source
     if row is not None:
-        return json_item(endpoint, row)
+        return json_item(endpoint, row, commit_source=served)
     assert index is not None
     source = dataset.sources[endpoint]
     typed = source.typed(index, dataset.bump(endpoint, index))
-    return json_item(endpoint, typed, source.primary_absent(index))
+    return json_item(endpoint, typed, source.primary_absent(index), served)
+
+
+def _careful_page(dataset: Dataset, endpoint: Endpoint, query: Query) -> dict[str, Any]:
+    """A page when rows may come twice or broken: every item of the window, then a slice."""
+    items = list(_served_items(dataset, endpoint, query))
+    if dataset.config.order == "desc":
+        items.reverse()
+    skip = (query.page - 1) * query.page_size
+    page = items[skip : skip + query.page_size]
+    return {"items": page, "totalCount": len(items), "page": query.page,
+            "pageSize": query.page_size}  # fmt: skip
+
+
+def _served_items(dataset: Dataset, endpoint: Endpoint, query: Query) -> Iterator[Any]:
+    """Every item of the window in ascending createdAt order (an older copy before its row)."""
+    source = dataset.sources[endpoint]
+    start_ms = ceil_ms(query.start)
+    served = dataset.config.commit_source
+    for index, row in dataset.rows(endpoint, query.start, query.end, query.user):
+        if row is not None:
+            yield json_item(endpoint, row, commit_source=served)
+            continue
+        assert index is not None
+        kind = dataset.malformed_kind(endpoint, index)
+        if kind is not None:
+            yield _broken_item(endpoint, json_item(endpoint, source.typed(index, 0)), kind)
+            continue
+        delay = dataset.amended(endpoint, index)
+        newer = _item(dataset, endpoint, index, None)
+        older_ms = source.timeline.created_ms(index) - delay
+        if delay and older_ms >= start_ms:
+            older = json_item(endpoint, source.typed(index, 0), commit_source=served)
+            older["createdAt"] = isoformat_z(from_ms(older_ms))
+            if "commitSource" in older:
+                older["commitSource"] = None
+            first_newer = dataset.config.amend_order == "newer-first"
+            # ascending order here: the page reverses it for newest-first serving
+            yield from ((older, newer) if first_newer else (newer, older))
+            continue
+        yield newer
+
+
+def _broken_item(endpoint: Endpoint, item: dict[str, Any], kind: str) -> dict[str, Any]:
+    """An item with one value the API should never send: a client must quarantine it."""
+    if kind == "timestamp":
+        item["createdAt"] = "2025-13-45T25:61:00.000Z"
+    elif kind == "metadata" and endpoint is Endpoint.CHANGES:
+        item["metadata"] = "not an array"
+    else:
+        item["totalLinesAdded"] = "12x"
+    return item

@@ -118,7 +118,7 @@ def _make_users(rng: random.Random, count: int, privacy_fraction: float) -> list
             domain = rng.choice(("company.com", "company.com", "company.co.jp"))
             email = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}@{domain}"
         emails.add(email)
-        token = "".join(rng.choice(alphabet) for _ in range(24))
+        token = "".join(rng.choice(alphabet) for _ in range(21))  # 26 characters in all
         users.append(User(numeric_id, f"user_{token}", email, rng.random() < privacy_fraction))
     return users
 

@@ -27,14 +27,19 @@ class Query:
     user: str | None
 
 
-def _date(params: Mapping[str, str], name: str, default: datetime, now: datetime) -> datetime:
+def _date(
+    params: Mapping[str, str], name: str, default: datetime, now: datetime, day_granularity: bool
+) -> datetime:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return parse_spec(raw, now=now)
+        moment = parse_spec(raw, now=now)
     except ValueError as error:
         raise QueryError(f"Invalid {name}: {error}") from None
+    if day_granularity and raw.strip()[:1].isdigit() and not raw.strip().endswith("d"):
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)  # an ISO value
+    return moment
 
 
 def _number(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -50,11 +55,20 @@ def _number(params: Mapping[str, str], name: str, default: int, low: int, high: 
     return value
 
 
-def parse_query(params: Mapping[str, str], now: datetime) -> Query:
-    """Parse and validate the query string, with the documented defaults."""
-    start = _date(params, "startDate", now - timedelta(days=7), now)
-    end = _date(params, "endDate", now, now)
+def parse_query(
+    params: Mapping[str, str],
+    now: datetime,
+    day_granularity: bool = False,
+    max_page_size: int = MAX_PAGE_SIZE,
+) -> Query:
+    """Parse and validate the query string, with the documented defaults.
+
+    With `day_granularity`, ISO values are read as the start of their UTC day, as an API that
+    "resolves all dates to the day level" may read them (`now` and `7d` stay instants).
+    """
+    start = _date(params, "startDate", now - timedelta(days=7), now, day_granularity)
+    end = _date(params, "endDate", now, now, day_granularity)
     page = _number(params, "page", 1, 1, 10**9)
-    page_size = _number(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page_size = _number(params, "pageSize", DEFAULT_PAGE_SIZE, 1, max_page_size)
     user = params.get("user") or None
     return Query(start, end, page, page_size, user)

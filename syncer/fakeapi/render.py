@@ -19,6 +19,9 @@ AGENT_VERSIONS = ("1.4.2", "1.5.0", "1.5.1", "2.0.0-beta.3")
 EXTRA_COLUMN = "agent_version"
 #: where `extra_column="insert"` puts the unknown column
 INSERT_AT = 3
+#: positions of created_at in the generated CSV fields, and of commit_source (commits only)
+CREATED_FIELD = {Endpoint.COMMITS: 16, Endpoint.CHANGES: 7}
+SOURCE_FIELD = 17
 
 
 def agent_version(key: str) -> str:
@@ -34,6 +37,8 @@ class CsvFormat:
     extra_column: str | None = None
     #: seed of the shuffled column order, or None for the documented order
     permute_seed: int | None = None
+    #: documented columns the data set does not serve (`commit_source` under its knob)
+    missing: tuple[str, ...] = ()
 
     @property
     def terminator(self) -> str:
@@ -54,7 +59,8 @@ class CsvFormat:
 
     def header(self, endpoint: Endpoint) -> str:
         """The header line."""
-        return ",".join(self.arrange([c.name for c in endpoint.columns], EXTRA_COLUMN))
+        names = [c.name for c in endpoint.columns if c.name not in self.missing]
+        return ",".join(self.arrange(names, EXTRA_COLUMN))
 
     def arrange(self, fields: list[str], extra: str) -> list[str]:
         """Add the unknown column and shuffle, as configured."""
@@ -103,8 +109,11 @@ class CsvRenderer:
         fmt: CsvFormat,
         cache: BlockCache | None = None,
         user: str | None = None,
+        start_ms: int = 0,
     ) -> None:
         self.dataset = dataset
+        #: the window's start: an amended row's older copy is served only from there on
+        self.start_ms = start_ms
         self.endpoint = endpoint
         self.source = dataset.sources[endpoint]
         self.fmt = fmt
@@ -151,7 +160,11 @@ class CsvRenderer:
         """Rows [start, stop) as text, and the rows to serve again after the page."""
         key = (self.endpoint, start, stop, self.descending, self.fmt, self.wanted,
                self.dataset.duplicate_rate, self.dataset.malformed_rate)  # fmt: skip
-        cacheable = self.cache is not None and stop - start == self.block_rows
+        cacheable = (
+            self.cache is not None
+            and stop - start == self.block_rows
+            and self.dataset.amend_rate <= 0  # an older copy's presence depends on the window
+        )
         if cacheable and self.cache is not None:
             found = self.cache.get(key)
             if found is not None:
@@ -170,7 +183,8 @@ class CsvRenderer:
         dataset, endpoint = self.dataset, self.endpoint
         fields = self.source.csv_fields
         unknown = self.fmt.extra_column is not None
-        if dataset.malformed_rate <= 0 and dataset.duplicate_rate <= 0 and self.fmt.plain:
+        plain_rows = dataset.malformed_rate <= 0 and dataset.duplicate_rate <= 0
+        if plain_rows and dataset.amend_rate <= 0 and self.fmt.plain:
             lines = self.source.csv_lines(indices)
             copies: tuple[int, ...] = ()
         else:
@@ -180,7 +194,14 @@ class CsvRenderer:
                 if kind is not None:
                     lines.append(self._broken(i, kind))
                     continue
-                lines.append(self._join(fields(i, 0, unknown)))
+                older = self.older_copy(i)
+                if older is None:
+                    lines.append(self._join(fields(i, 0, unknown)))
+                else:
+                    newer = self._join(fields(i, 1, unknown))
+                    first_newer = dataset.config.amend_order == "newer-first"
+                    lines.extend((newer, older) if first_newer else (older, newer))
+                    continue
                 if dataset.duplicated(endpoint, i):
                     repeat.append(i)
             copies = tuple(repeat)
@@ -204,6 +225,24 @@ class CsvRenderer:
         return "".join(
             self._join(fields(i, bump(self.endpoint, i), unknown)) + term for i in indices
         )
+
+    def older_copy(self, index: int) -> str | None:
+        """The CSV line of an amended row's older copy, or None (not amended, or out of range).
+
+        It has the values from before the amendment (no commit source, the line counts before
+        the bump) and an earlier createdAt; the commit timestamp stays the same.
+        """
+        delay = self.dataset.amended(self.endpoint, index)
+        if not delay:
+            return None
+        created = self.source.timeline.created_ms(index) - delay
+        if created < self.start_ms:
+            return None
+        fields = self.source.csv_fields(index, 0, self.fmt.extra_column is not None)
+        fields[CREATED_FIELD[self.endpoint]] = self.dataset.stamps.format(created)
+        if len(fields) > SOURCE_FIELD:
+            fields[SOURCE_FIELD] = ""
+        return self._join(fields)
 
     def _broken(self, index: int, kind: str) -> str:
         """Row `index` rendered unparseable in the given way; its key stays readable."""
@@ -230,5 +269,6 @@ class CsvRenderer:
             if column.name == "metadata_json"
             else field(row.get(column.name))
             for column in self.endpoint.columns
+            if column.name not in self.fmt.missing
         ]
         return self._join(fields) + self.fmt.terminator

@@ -16,6 +16,12 @@ def to_ms(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def ceil_ms(moment: datetime) -> int:
+    """An aware datetime as milliseconds since the epoch, rounded up (the first ms in range)."""
+    ms = to_ms(moment)
+    return ms + 1 if moment.microsecond % 1000 else ms
+
+
 def from_ms(ms: int) -> datetime:
     """Integer milliseconds since the epoch as an aware UTC datetime."""
     return EPOCH + timedelta(milliseconds=ms)

@@ -66,7 +66,7 @@ def file_as_dict(entry: FileEntry) -> dict[str, Any]:
 def json_row(endpoint: Endpoint, item: Any, line: int) -> Row | Rejected:
     """One item of a JSON endpoint (camelCase keys) as the same row tuple the CSV gives."""
     if not isinstance(item, dict):
-        return Rejected(json.dumps(item), "item is not a JSON object", line)
+        return Rejected(json.dumps(item, ensure_ascii=False), "item is not a JSON object", line)
     values: list[Any] = []
     known: set[str] = set()
     for column in endpoint.columns:
@@ -75,7 +75,7 @@ def json_row(endpoint: Endpoint, item: Any, line: int) -> Row | Rejected:
         try:
             values.append(_json_value(column, item.get(key)))
         except ValueError as exc:
-            return Rejected(json.dumps(item), f"{column.name}: {exc}", line)
+            return Rejected(json.dumps(item, ensure_ascii=False), f"{column.name}: {exc}", line)
     extra = {key: value for key, value in item.items() if key not in known}
     values.append(extra or None)
     return tuple(values)

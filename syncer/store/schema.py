@@ -127,6 +127,7 @@ sync_runs = Table(
     Column("requests", Integer, nullable=False, server_default="0"),
     _ts("high_water_mark"),
     Column("error", Text),
+    Column("api_format", Text),  #: `csv`, `json` or `csv+json`: the forms that served the pass
     Index("ix_sync_runs_endpoint_started_at", "endpoint", "started_at"),
 )
 

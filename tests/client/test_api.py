@@ -44,7 +44,7 @@ START = datetime(2025, 7, 1, tzinfo=UTC)
 END = datetime(2025, 7, 31, tzinfo=UTC)
 COMMITS_URL = re.compile(r"^http://api\.test/analytics/ai-code/commits\.csv\?.*$")
 CHANGES_JSON_URL = re.compile(r"^http://api\.test/analytics/ai-code/changes\?.*$")
-HEADER = ",".join(column.name for column in Endpoint.COMMITS.columns)
+HEADER = ",".join(c.name for c in Endpoint.COMMITS.columns if c.name != "commit_source")
 COMMITS = Endpoint.COMMITS
 CSV_BODY = f"{HEADER}\nc1,u,e,r,b,true,1,2,3,4,5,6,7,8,msg,,2025-07-30T14:12:30.000Z\n"
 
@@ -58,6 +58,8 @@ class MockResponse(aiohttp.ClientResponse):
 
 
 def mock_get(mocked: aioresponses, url: Any = None, **kwargs: Any) -> None:
+    if url is None or url is COMMITS_URL:  # a CSV route answers CSV (else: CsvUnavailable)
+        kwargs.setdefault("content_type", "text/csv")
     mocked.get(COMMITS_URL if url is None else url, response_class=MockResponse, **kwargs)
 
 
@@ -160,7 +162,9 @@ async def test_success_sends_dates_agent_and_parses(
 
     def reply(url: Any, **kwargs: Any) -> CallbackResult:
         seen.append({"query": dict(url.query), "agent": kwargs["headers"]["User-Agent"]})
-        return CallbackResult(status=200, body=CSV_BODY, response_class=MockResponse)
+        return CallbackResult(
+            status=200, body=CSV_BODY, content_type="text/csv", response_class=MockResponse
+        )
 
     with aioresponses() as mocked:
         mock_get(mocked, callback=reply)

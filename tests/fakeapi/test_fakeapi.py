@@ -281,7 +281,9 @@ async def test_json_pages_cover_the_truth(
         assert len((await response.json())["items"]) == len(want)
 
 
-async def test_json_is_primary_branch_is_null_or_absent(http: aiohttp.ClientSession) -> None:
+async def test_json_is_primary_branch_null_is_sent_as_null(http: aiohttp.ClientSession) -> None:
+    """A recorded response of the real API has `"isPrimaryBranch": null`, never the key left out,
+    and repository, branch, flag and message null together."""
     async with FakeApi(config(commits=3000)) as api:
         params = {**ALL, "pageSize": "1000"}
         items = []
@@ -289,8 +291,17 @@ async def test_json_is_primary_branch_is_null_or_absent(http: aiohttp.ClientSess
             url = api.url + Endpoint.COMMITS.json_path
             async with http.get(url, params={**params, "page": page}) as response:
                 items.extend((await response.json())["items"])
-    assert any("isPrimaryBranch" not in item for item in items)
-    assert any(item.get("isPrimaryBranch", 0) is None for item in items)
+    assert all("isPrimaryBranch" in item for item in items)
+    assert any(item["isPrimaryBranch"] is None for item in items)
+    no_repo = [item for item in items if item["repoName"] is None]
+    assert no_repo
+    assert all(
+        (i["branchName"], i["isPrimaryBranch"], i["message"]) == (None, None, None) for i in no_repo
+    )
+    assert all(len(item["commitHash"]) == 40 and len(item["userId"]) == 26 for item in items)
+    assert all(item["commitTs"] is None or item["commitTs"].endswith(".000Z") for item in items)
+    assert any(not item["createdAt"].endswith("000Z") for item in items)
+    assert {item["commitSource"] for item in items} == {"ide", "cli", "cloud", "web"}
 
 
 @pytest.mark.parametrize("form", ["email", "encoded", "numeric"])

@@ -55,7 +55,7 @@ def test_variants_parse_to_the_same_rows(
     endpoint: Endpoint, text: str, rows: list[Row], variant: str
 ) -> None:
     if "reordered" in variant:
-        width = len(endpoint.columns)
+        width = len(text.split("\n", 1)[0].split(","))
         text = reorder(text, list(reversed(range(width))))
     if "crlf" in variant:
         text = text.replace("\n", "\r\n")  # also inside the quoted field: kept as written
@@ -237,14 +237,14 @@ def test_unknown_column_goes_to_extra_and_is_logged_once() -> None:
 
 @pytest.mark.parametrize("missing", ["commit_hash", "created_at"])
 def test_missing_required_column_is_a_data_error(missing: str) -> None:
-    names = [c.name for c in Endpoint.COMMITS.columns]
+    names = COMMIT_HEADER.split(",")
     keep = [i for i, name in enumerate(names) if name != missing]
     with pytest.raises(DataError, match=f"no {missing} column"):
         read_bytes(Endpoint.COMMITS, reorder(COMMITS_CSV, keep).encode())
 
 
 def test_missing_optional_column_is_null() -> None:
-    names = [c.name for c in Endpoint.COMMITS.columns]
+    names = COMMIT_HEADER.split(",")
     keep = [i for i, name in enumerate(names) if name != "message"]
     rows = only_rows(read_bytes(Endpoint.COMMITS, reorder(COMMITS_CSV, keep).encode()))
     assert [row[14] for row in rows] == [None, None]

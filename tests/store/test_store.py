@@ -43,6 +43,7 @@ def commit(
         'Fix "quoted", comma\nand 日本語',
         T0 - timedelta(seconds=30),
         T0,
+        "cli",  # commit_source
         extra,
     )
 
@@ -179,7 +180,7 @@ async def test_failed_batch_rolls_back_with_its_mark(
 ) -> None:
     from syncer.errors import DatabaseError
 
-    poisoned = commit("p")[:-2] + (None, None)  # created_at NULL violates NOT NULL
+    poisoned = commit("p")[:-3] + (None, None, None)  # created_at NULL violates NOT NULL
     with pytest.raises(DatabaseError, match="writing a batch failed"):
         await write_batch(
             store, batch(Endpoint.COMMITS, commit("ok"), poisoned), run_id="r", mark=T0
