@@ -55,6 +55,11 @@ def only_rows(items: list[Row | Rejected]) -> list[Row]:
     return [item for item in items if not isinstance(item, Rejected)]
 
 
+def keys(items: Iterable[Row | Rejected]) -> list[object]:
+    """Each row's key; a rejected row stays itself, so a comparison with keys fails on it."""
+    return [item if isinstance(item, Rejected) else item[0] for item in items]
+
+
 def unnumbered(items: Iterable[Row | Rejected]) -> list[Row | Rejected]:
     """Items with rejected records' numbers (which count within a block) zeroed."""
     return [Rejected(i.raw, i.reason, 0) if isinstance(i, Rejected) else i for i in items]

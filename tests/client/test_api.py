@@ -19,8 +19,9 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from syncer.client.api import USER_AGENT, CursorClient, parse_retry_after
+from syncer.client.api import USER_AGENT, CursorClient
 from syncer.client.ratelimit import Grant, RateLimiters
+from syncer.client.responses import parse_retry_after
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -35,7 +36,7 @@ from syncer.errors import (
 from syncer.parse.pages import Page
 from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected, Row
-from tests.csvpath import rows_of
+from tests.csvpath import keys, rows_of
 
 UTC = timezone.utc
 KEY = "key_SECRET_abc123"
@@ -64,7 +65,7 @@ def mock_get(mocked: aioresponses, url: Any = None, **kwargs: Any) -> None:
 
 
 def make_settings(base_url: str = BASE, retries: int = 3) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         CURSOR_API_KEY=KEY,
         CURSOR_API_BASE_URL=base_url,
@@ -170,7 +171,7 @@ async def test_success_sends_dates_agent_and_parses(
         mock_get(mocked, callback=reply)
         async with client() as api:
             rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, user="u@x"))
-    assert [row[0] for row in rows] == ["c1"]
+    assert keys(rows) == ["c1"]
     assert seen == [{
         "query": {"startDate": "2025-07-01T00:00:00.000Z", "endDate": "2025-07-31T00:00:00.000Z",
                   "user": "u@x"},
@@ -191,7 +192,7 @@ async def test_server_errors_are_retried_then_succeed(
         async with client() as api:
             rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
         assert request_count(mocked) == 3
-    assert [row[0] for row in rows] == ["c1"]
+    assert keys(rows) == ["c1"]
     assert len(budget.acquired) == 3, "every attempt goes through the budget"
     assert all(grant.settled for grant in budget.grants), "each answer settles its grant"
     assert [status for kind, status in recorder.calls if kind == "request"] == [503, 500, 200]
@@ -238,7 +239,7 @@ async def test_429_retry_after_waits_in_the_shared_budget(
         mock_get(mocked, status=200, body=CSV_BODY)
         async with client(budget=limiter) as api:
             rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END))
-    assert [row[0] for row in rows] == ["c1"]
+    assert keys(rows) == ["c1"]
     assert recorder.sleeps == [7.0], "the Retry-After, not a backoff"
     assert ("rate_limited", "/analytics/ai-code/commits.csv") in recorder.calls
     assert ("wait", 7.0) in recorder.calls
@@ -408,7 +409,7 @@ async def test_cut_stream_is_retried_then_raised_and_never_yields_the_half_row(
             with pytest.raises(StreamInterrupted, match="cut"):
                 await drain(api)
     assert len(server.requests) == 3
-    assert [row[0] for row in seen] == ["c1"] * 3, "rows repeat across retries; c2 never"
+    assert keys(seen) == ["c1"] * 3, "rows repeat across retries; c2 never"
     assert [name for kind, name in recorder.calls if kind == "retry"] == ["StreamInterrupted"] * 2
 
 
@@ -418,7 +419,7 @@ async def test_cut_stream_recovers_and_sends_auth_and_agent(client: ClientFactor
         async with client(settings=make_settings(url)) as api:
             blocks = api.stream_blocks(COMMITS, START, END, block_bytes=1)
             rows = await rows_of(COMMITS, blocks)
-    assert [row[0] for row in rows] == ["c1", "c1", "c2"]
+    assert keys(rows) == ["c1", "c1", "c2"]
     request = server.requests[0].decode()
     assert f"Authorization: Basic {base64.b64encode(f'{KEY}:'.encode()).decode()}" in request
     assert f"User-Agent: {USER_AGENT}" in request
@@ -451,10 +452,10 @@ async def test_stopping_early_releases_the_connection(client: ClientFactory) -> 
         async with client() as api:
             async with aclosing(api.stream_blocks(COMMITS, START, END, block_bytes=1)) as blocks:
                 async for block in blocks:
-                    assert [row[0] for row in parse_block(COMMITS, block)] == ["c1"]
+                    assert keys(parse_block(COMMITS, block)) == ["c1"]
                     break
             rows = await rows_of(COMMITS, api.stream_blocks(COMMITS, START, END, block_bytes=1))
-            assert rows[-1][0] == "c49"
+            assert keys(rows)[-1] == "c49"
 
 
 async def test_a_final_429_still_holds_other_jobs_back(
