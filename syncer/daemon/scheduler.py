@@ -39,6 +39,7 @@ from syncer.client.api import CursorClient
 from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
 from syncer.daemon.metrics import Metrics
+from syncer.daemon.rescan import Rescans
 from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -216,6 +217,9 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )  # fmt: skip
+        Rescans(self.settings, self.metrics, self._stop, self._running).schedule(
+            scheduler, api, store, now
+        )
         scheduler.start()
         log.info(
             "daemon_started", endpoints=[e.value for e in Endpoint],
