@@ -42,7 +42,7 @@ DAY, DAYS_2 = timedelta(days=1), timedelta(days=2)
         ),
     ],
 )
-def test_rescan_and_prune_settings(env: dict[str, str], want: tuple[Any, ...]) -> None:
+def test_rescan_and_prune_settings(env: dict[str, Any], want: tuple[Any, ...]) -> None:
     s = Settings(_env_file=None, **env)
     assert (s.sync_rescan_interval, s.sync_rescan_span, s.sync_prune, s.sync_prune_max) == want
 

@@ -164,10 +164,11 @@ async def test_lost_and_unserved_rows_are_named_by_day_then_repaired_and_pruned(
     mismatches = report["endpoints"]["commits"]["mismatches"]
     assert len(mismatches) == 3, "two days with lost rows, one with a row never served"
     named: set[str] = set()
+    truth_of = truth(sim, COMMITS)
     for m in mismatches:
         span_start, span_end = datetime.fromisoformat(m["start"]), datetime.fromisoformat(m["end"])
         assert span_end - span_start <= DAY
-        created = {k: sim.dataset.get(COMMITS, k)["created_at"] for k in lost} | unserved
+        created = {k: truth_of[k]["created_at"] for k in lost} | unserved
         inside = {k for k, t in created.items() if span_start <= t < span_end}
         assert inside
         assert set(m["missing_keys"]) | set(m["unexpected_keys"]) == inside
