@@ -3,9 +3,13 @@ against the simulator over HTTP and a real PostgreSQL; each test ends equal to t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -224,3 +228,33 @@ async def test_verify_fails_with_one_line_and_exit_1_when_the_api_refuses_the_ke
 async def test_verify_prune_without_repair_is_a_usage_error(sim: FakeApi, clean_db: str) -> None:
     with pytest.raises(ConfigError, match="add --repair"):
         await verify_command(settings_for(sim, clean_db), prune=True)
+
+
+@pytest.mark.slow
+async def test_a_signalled_verify_reports_what_it_checked_and_exits_130(
+    sim: FakeApi, clean_db: str, tmp_path: Path
+) -> None:
+    assert await backfill_command(settings_for(sim, clean_db), "25d", "now", COMMITS) == 0
+    # one request per ten minutes: the first span is counted, the second waits for the budget
+    env = env_for(sim, clean_db, CURSOR_RATE_LIMIT_REQUESTS="1")
+    env["CURSOR_RATE_LIMIT_PERIOD_SECONDS"] = "600"
+    errors = tmp_path / "verify.err"
+    with errors.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "syncer", "verify", "--since", "45d", "--endpoint", "commits",
+            "--json", env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=err,
+        )  # fmt: skip
+    for _ in range(1500):
+        if " api " in errors.read_text():
+            break
+        await asyncio.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = errors.read_text()
+    assert proc.returncode == 130, text
+    assert ": 2 span(s)" in text, "45 days: two spans, and the second one must wait"
+    assert "syncer: verify interrupted by SIGINT" in text.splitlines()[-1]
+    assert "Traceback" not in text
+    report = json_of(out.decode())["endpoints"]["commits"]
+    assert (report["spans_checked"], report["requests"], report["mismatches"]) == (1, 1, [])
