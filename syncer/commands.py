@@ -349,12 +349,17 @@ async def verify_command(
         raise ConfigError("verify: --prune deletes only while repairing: add --repair")
     start, end = parse_range(since or settings.sync_start, until or "now", "verify")
     scope = Scope([endpoint] if endpoint else list(Endpoint), start, end, until is None, step,
-                  repair, prune)  # fmt: skip
+                  repair)  # fmt: skip
     stop = GracefulStop()
 
     async def work() -> list[Any]:
         async with open_resources(settings, stop) as (api, store):
-            return await verify_endpoints(api, store, settings, scope, stop.event)
+
+            def repair(e: Endpoint, since: datetime, until: datetime) -> Pass:
+                return Pass(api, store, settings, e, "verify", since=since, until=until,
+                            wait_for_lock=True, prune=prune, stop=stop.event)  # fmt: skip
+
+            return await verify_endpoints(api, store, settings, scope, repair, stop.event)
 
     reports = await stop.run(work()) or []
     if as_json:

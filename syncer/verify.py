@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from syncer.client.api import CursorClient
 from syncer.client.counts import MS, count_rows, floor_ms
@@ -30,10 +30,9 @@ from syncer.endpoints import Endpoint
 from syncer.errors import Interrupted
 from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected
-from syncer.results import Outcome
+from syncer.results import Outcome, PassResult
 from syncer.store.spans import count_stored, stored_keys
 from syncer.store.store import Store
-from syncer.sync import Pass
 from syncer.timespec import format_duration, isoformat_z
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -150,6 +149,18 @@ class EndpointReport:
 Say = Callable[[str], None]
 
 
+class Repair(Protocol):
+    """A pass of one endpoint over a span (`syncer.sync.Pass`, command `verify`)."""
+
+    async def run(self) -> PassResult:
+        """Re-read the span; never raises SyncerError."""
+        ...
+
+
+#: Builds the repair pass of an endpoint over [since, until] (the command's API, store, stop).
+MakeRepair = Callable[[Endpoint, datetime, datetime], Repair]
+
+
 def say_on_stderr(line: str) -> None:
     """Progress goes to stderr, so `--json` output stays clean on stdout."""
     print(line, file=sys.stderr, flush=True)
@@ -157,7 +168,7 @@ def say_on_stderr(line: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What to verify: endpoints, a range, the grain, and whether to repair (and prune)."""
+    """What to verify: endpoints, a range, the grain, and whether to repair differing spans."""
 
     endpoints: list[Endpoint]
     start: datetime
@@ -165,7 +176,6 @@ class Scope:
     to_mark: bool  #: end each endpoint's range at its high-water mark (no --until given)
     grain: timedelta
     repair: bool = False
-    prune: bool = False
 
 
 async def verify_endpoints(
@@ -173,6 +183,7 @@ async def verify_endpoints(
     store: Store,
     settings: Settings,
     scope: Scope,
+    make_repair: MakeRepair,
     stop: asyncio.Event | None = None,
     say: Say = say_on_stderr,
 ) -> list[EndpointReport]:
@@ -188,8 +199,8 @@ async def verify_endpoints(
         if first >= last:
             say(f"verify {endpoint.value}: nothing to check before its high-water mark")
             continue
-        verifier = Verifier(api, store, settings, endpoint, scope.grain, say, repair=scope.repair,
-                            prune=scope.prune, stop=stop)  # fmt: skip
+        verifier = Verifier(api, store, settings, endpoint, scope.grain, say,
+                            make_repair if scope.repair else None, stop)  # fmt: skip
         try:
             await verifier.run(first, last)
         except Interrupted:
@@ -209,8 +220,7 @@ class Verifier:
     endpoint: Endpoint
     grain: timedelta
     say: Say
-    repair: bool = False
-    prune: bool = False
+    make_repair: MakeRepair | None = None  #: re-read differing spans with these passes
     stop: asyncio.Event | None = None  #: set: end before the next request (`Interrupted`)
     report: EndpointReport = field(init=False)  #: what was found, so far when interrupted
 
@@ -248,8 +258,8 @@ class Verifier:
 
     async def _leaf(self, report: EndpointReport, span: Span, api: int, stored: int) -> None:
         """A span of at most the grain whose counts differ: repair it, or compare its keys."""
-        if self.repair:
-            await self._repair(report, span)
+        if self.make_repair is not None:
+            await self._repair(report, span, self.make_repair)
             api = await self._count(span)
             stored = await count_stored(self.store, self.endpoint, span.start, span.end)
             self.say(f"{self.endpoint.value:<8} {span}  api {api:>7}  stored {stored:>7}  "
@@ -261,7 +271,7 @@ class Verifier:
         held = await stored_keys(self.store, self.endpoint, span.start, span.end)
         if served == held and not rejected:
             self.say(f"{self.endpoint.value:<8} {span}  same keys (the API counts some twice)")
-            if self.repair:
+            if self.make_repair is not None:
                 report.repaired.append(span)
             return
         report.mismatches.append(
@@ -285,13 +295,9 @@ class Verifier:
                         keys.add(item[0])
         return keys, rejected
 
-    async def _repair(self, report: EndpointReport, span: Span) -> None:
-        """Re-read the span through the normal pass: upserts, and deletions with `prune`."""
-        result = await Pass(
-            self.api, self.store, self.settings, self.endpoint, "verify",
-            since=span.start, until=span.last, wait_for_lock=True, prune=self.prune,
-            stop=self.stop,
-        ).run()  # fmt: skip
+    async def _repair(self, report: EndpointReport, span: Span, make: MakeRepair) -> None:
+        """Re-read the span through the normal pass: upserts, and deletions with `--prune`."""
+        result = await make(self.endpoint, span.start, span.last).run()
         report.deleted += result.counts.deleted
         report.warnings.extend(result.warnings)
         if result.outcome is Outcome.INTERRUPTED:

@@ -20,6 +20,7 @@ from syncer.errors import ConfigError, StreamInterrupted
 from syncer.fakeapi import FakeApi
 from syncer.fakeapi.drift import withdraw
 from syncer.results import Outcome, PassResult
+from syncer.sync import Pass
 
 from .test_sync import last_runs, settings_for, sim_config
 from .truth import assert_equals_truth, stored, truth
@@ -79,11 +80,16 @@ def recent(sim: FakeApi, endpoint: Endpoint, days: float) -> list[dict[str, Any]
 async def rescan(
     sim: FakeApi, url: str, endpoint: Endpoint, metrics: Metrics | None = None, **env: Any
 ) -> PassResult:
-    """One scheduled rescan of the daemon, run in-process."""
+    """One scheduled rescan of the daemon, run in-process (its pass built as the daemon does)."""
     settings = settings_for(sim, url, SYNC_RESCAN_SPAN="7d", **env)
     async with open_resources(settings) as (api, store):
-        rescans = Rescans(settings, metrics or Metrics(), asyncio.Event(), set())
-        return await rescans.run(endpoint, api, store)
+
+        def make_rescan(endpoint: Endpoint, since: datetime, until: datetime) -> Pass:
+            return Pass(api, store, settings, endpoint, "rescan", since=since, until=until,
+                        wait_for_lock=True, prune=settings.sync_prune)  # fmt: skip
+
+        rescans = Rescans(settings, metrics or Metrics(), asyncio.Event(), set(), make_rescan)
+        return await rescans.run(endpoint, store)
 
 
 async def test_withdrawn_rows_disappear_with_sync_prune_and_stay_by_default(

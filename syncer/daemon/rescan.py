@@ -18,22 +18,36 @@ Rows a rescan inserts, updates or deletes are drift the incremental passes misse
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncer.client.api import CursorClient
 from syncer.config import Settings
 from syncer.daemon.metrics import Metrics
 from syncer.endpoints import Endpoint
 from syncer.errors import SyncerError
 from syncer.results import Outcome, PassResult
 from syncer.store.store import Store
-from syncer.sync import Pass
 
 log = structlog.get_logger(__name__)
+
+
+class Rescan(Protocol):
+    """A pass of one endpoint over a span (`syncer.sync.Pass`, command `rescan`)."""
+
+    run_id: str
+
+    async def run(self) -> PassResult:
+        """Read the span; never raises SyncerError."""
+        ...
+
+
+#: Builds the rescan pass of an endpoint over [since, until] (the daemon's API, store and stop).
+MakeRescan = Callable[[Endpoint, datetime, datetime], Rescan]
 
 
 class Rescans:
@@ -45,15 +59,15 @@ class Rescans:
         metrics: Metrics,
         stop: asyncio.Event,
         running: set[asyncio.Task[object]],
+        make_rescan: MakeRescan,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._stop = stop
         self._running = running
+        self._make_rescan = make_rescan
 
-    def schedule(
-        self, scheduler: AsyncIOScheduler, api: CursorClient, store: Store, now: datetime
-    ) -> None:
+    def schedule(self, scheduler: AsyncIOScheduler, store: Store, now: datetime) -> None:
         """Add one job per endpoint: the first an interval after `now`, the next offset."""
         interval = self.settings.sync_rescan_interval
         if interval <= timedelta(0):
@@ -64,7 +78,7 @@ class Rescans:
             scheduler.add_job(
                 self.run, IntervalTrigger(seconds=interval.total_seconds(), start_date=first,
                                           timezone=timezone.utc),
-                args=(endpoint, api, store), id=f"rescan-{endpoint.value}",
+                args=(endpoint, store), id=f"rescan-{endpoint.value}",
                 name=f"rescan {endpoint.value}", next_run_time=first, max_instances=1,
                 coalesce=True, misfire_grace_time=None,
             )  # fmt: skip
@@ -72,31 +86,31 @@ class Rescans:
                  span_seconds=self.settings.sync_rescan_span.total_seconds(),
                  prune=self.settings.sync_prune)  # fmt: skip
 
-    async def run(self, endpoint: Endpoint, api: CursorClient, store: Store) -> PassResult:
+    async def run(self, endpoint: Endpoint, store: Store) -> PassResult:
         """One rescan of `endpoint`; never raises, so the daemon outlives it."""
-        s = self.settings
-        since = datetime.now(timezone.utc) - s.sync_rescan_span
-        rescan = Pass(api, store, s, endpoint, "rescan", since=since, wait_for_lock=True,
-                      prune=s.sync_prune, progress=self.metrics, stop=self._stop)  # fmt: skip
+        since = datetime.now(timezone.utc) - self.settings.sync_rescan_span
+        run_id = "-"
         if self._stop.is_set():
-            return PassResult(endpoint, rescan.run_id, Outcome.SKIPPED)
+            return PassResult(endpoint, run_id, Outcome.SKIPPED)
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
         try:
             # Up to the mark only: what lies past it is the incremental passes' (not drift).
-            rescan.until = await store.high_water_mark(endpoint)
-            if rescan.until is None or rescan.until <= since:
-                return PassResult(endpoint, rescan.run_id, Outcome.SKIPPED)
+            until = await store.high_water_mark(endpoint)
+            if until is None or until <= since:
+                return PassResult(endpoint, run_id, Outcome.SKIPPED)
+            rescan = self._make_rescan(endpoint, since, until)
+            run_id = rescan.run_id
             result = await rescan.run()
         except asyncio.CancelledError:
-            result = PassResult(endpoint, rescan.run_id, Outcome.INTERRUPTED)
+            result = PassResult(endpoint, run_id, Outcome.INTERRUPTED)
         except SyncerError as exc:  # reading the mark failed
-            result = PassResult(endpoint, rescan.run_id, Outcome.FAILED, error=exc)
+            result = PassResult(endpoint, run_id, Outcome.FAILED, error=exc)
         except Exception as exc:  # a bug must not take the daemon down with it
-            log.exception("rescan_crashed", endpoint=endpoint.value, run_id=rescan.run_id)
+            log.exception("rescan_crashed", endpoint=endpoint.value, run_id=run_id)
             error = SyncerError(f"unexpected {type(exc).__name__}: {exc}")
-            result = PassResult(endpoint, rescan.run_id, Outcome.FAILED, error=error)
+            result = PassResult(endpoint, run_id, Outcome.FAILED, error=error)
         finally:
             if task is not None:
                 self._running.discard(task)
