@@ -1,7 +1,7 @@
 """sync_runs.rows_deleted: stored rows a pass pruned because the API no longer serves them.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 22:00:00
 
 Rescans, backfills and `verify --repair --prune` may delete rows the API withdrew; the run log
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
