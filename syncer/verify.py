@@ -25,11 +25,12 @@ from typing import Any, Protocol
 
 from syncer.client.api import CursorClient
 from syncer.client.counts import MS, count_rows, floor_ms
-from syncer.config import Settings
+from syncer.client.paging import read_json_window
+from syncer.config import ApiFormat, Settings
 from syncer.endpoints import Endpoint
-from syncer.errors import Interrupted
+from syncer.errors import CsvUnavailable, Interrupted
 from syncer.parse.parser import parse_block
-from syncer.parse.rows import Rejected
+from syncer.parse.rows import Rejected, Row
 from syncer.results import Outcome, PassResult
 from syncer.store.spans import count_stored, stored_keys
 from syncer.store.store import Store
@@ -279,7 +280,27 @@ class Verifier:
         )
 
     async def _served_keys(self, span: Span) -> tuple[set[str], int]:
-        """Keys of the rows the API serves for the span (one CSV request), and unreadable rows."""
+        """Keys of the rows the API serves for the span, and how many could not be read.
+
+        One CSV request, or the JSON pages where the endpoint is read through them.
+        """
+        if self.api.formats.get(self.endpoint) is not ApiFormat.JSON:
+            try:
+                return await self._csv_keys(span)
+            except CsvUnavailable:
+                if self.settings.cursor_api_format is not ApiFormat.AUTO:
+                    raise
+                self.api.formats[self.endpoint] = ApiFormat.JSON
+        keys: set[str] = set()
+        rejected = 0
+        size = self.settings.cursor_json_page_size
+        pages = read_json_window(self.api, self.endpoint, span.start, span.last, size)
+        async with aclosing(pages) as stream:
+            async for rows in stream:
+                rejected += _absorb_keys(keys, rows)
+        return keys, rejected
+
+    async def _csv_keys(self, span: Span) -> tuple[set[str], int]:
         keys: set[str] = set()
         rejected = 0
         header: bytes | None = None
@@ -288,11 +309,7 @@ class Verifier:
             async for block in stream:
                 if block.header is not header:  # the first block, or a retried response
                     header, keys, rejected = block.header, set(), 0
-                for item in parse_block(self.endpoint, block):
-                    if isinstance(item, Rejected):
-                        rejected += 1
-                    else:
-                        keys.add(item[0])
+                rejected += _absorb_keys(keys, parse_block(self.endpoint, block))
         return keys, rejected
 
     async def _repair(self, report: EndpointReport, span: Span, make: MakeRepair) -> None:
@@ -345,3 +362,14 @@ def print_reports(reports: list[EndpointReport]) -> None:
             console.print(table)
         for warning in report.warnings:
             console.print(f"{name}: warning: {warning}")
+
+
+def _absorb_keys(keys: set[str], items: list[Row | Rejected]) -> int:
+    """Add the rows' keys to `keys`; return how many items could not be read."""
+    rejected = 0
+    for item in items:
+        if isinstance(item, Rejected):
+            rejected += 1
+        else:
+            keys.add(item[0])
+    return rejected

@@ -4,6 +4,7 @@ cannot prove them gone (cut short, or too many to be believable) deletes nothing
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -180,3 +181,25 @@ async def test_a_stream_that_did_not_end_cleanly_prunes_nothing(
         await backfill_command(settings, "25d", "now", COMMITS)
     assert gone in await stored(clean_db, COMMITS)
     assert (await last_runs(clean_db))[-1]["rows_deleted"] == 0
+
+
+async def test_through_the_json_pages_withdrawn_rows_are_found_by_verify_and_pruned(
+    sim: FakeApi, clean_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = settings_for(sim, clean_db, CURSOR_API_FORMAT="json")
+    assert await backfill_command(settings, "25d", "now", COMMITS) == 0
+    gone = withdraw(sim.dataset, COMMITS, recent(sim, COMMITS, 10), 2)
+    capsys.readouterr()
+    assert await verify_command(settings, endpoint=COMMITS, since="25d", as_json=True) == 3
+    out = capsys.readouterr().out
+    found = json.loads(out[out.index("\n{\n") + 1 :] if not out.startswith("{") else out)
+    unexpected = {
+        k for m in found["endpoints"]["commits"]["mismatches"] for k in m["unexpected_keys"]
+    }
+    assert unexpected == set(gone)
+    assert sim.stats.count(COMMITS.csv_path) == 0, "the JSON form throughout"
+
+    pruning = settings_for(sim, clean_db, CURSOR_API_FORMAT="json", SYNC_PRUNE="true")
+    assert await backfill_command(pruning, "25d", "now", COMMITS) == 0
+    assert (await last_runs(clean_db))[-1]["rows_deleted"] == 2
+    await assert_equals_truth(clean_db, sim, COMMITS)
