@@ -43,6 +43,15 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     return await backfill_command(settings, args.since, args.until, args.endpoint)
 
 
+async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.commands import verify_command
+
+    return await verify_command(
+        settings, since=args.since, until=args.until, endpoint=args.endpoint, grain=args.grain,
+        repair=args.repair, prune=args.prune, as_json=args.json,
+    )  # fmt: skip
+
+
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.commands import status_command
 
@@ -114,6 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = add("status", _status, "show high-water marks, last runs and row counts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    verify = add(
+        "verify", _verify,
+        "compare the API's own row counts with the stored rows, span by span "
+        "(exit 0: all match, 3: some differ, 1: error)",
+    )  # fmt: skip
+    verify.add_argument("--since", help="start, same forms as backfill (default: SYNC_START)")
+    verify.add_argument(
+        "--until", help="end, same forms (default: each endpoint's high-water mark)"
+    )
+    verify.add_argument("--endpoint", type=_endpoint, help="only this endpoint (default: both)")
+    verify.add_argument(
+        "--grain", default="1d", help="halve differing spans down to this length (default: 1d)"
+    )
+    verify.add_argument(
+        "--repair", action="store_true", help="re-read differing spans, then count them again"
+    )
+    verify.add_argument(
+        "--prune", action="store_true",
+        help="with --repair: delete stored rows a re-read span no longer contains",
+    )  # fmt: skip
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", _migrate, "apply database migrations to the latest revision (idempotent)")
     grant = add("grant-read", _grant_read, "let an existing role read the syncer_bi views only")
     grant.add_argument("role", metavar="ROLE", help="an existing PostgreSQL role")

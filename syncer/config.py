@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     sync_log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="SYNC_LOG_FORMAT")
     sync_log_level: str = Field(default="INFO", validation_alias="SYNC_LOG_LEVEL")
     sync_data_dir: Path = Field(default_factory=_default_data_dir, validation_alias="SYNC_DATA_DIR")
+    #: how often the daemon re-reads the last SYNC_RESCAN_SPAN in full; zero turns it off
+    sync_rescan_interval: timedelta = Field(
+        default=timedelta(hours=24), validation_alias="SYNC_RESCAN_INTERVAL"
+    )
+    sync_rescan_span: timedelta = Field(
+        default=timedelta(days=7), validation_alias="SYNC_RESCAN_SPAN"
+    )
+    sync_prune: bool = Field(default=False, validation_alias="SYNC_PRUNE")
+    #: the largest share of a span's stored rows one prune may delete (0.1 = 10%)
+    sync_prune_max: float = Field(default=0.1, validation_alias="SYNC_PRUNE_MAX")
 
     @field_validator(
         "cursor_connect_timeout",
@@ -97,6 +107,8 @@ class Settings(BaseSettings):
         "sync_window",
         "sync_min_window",
         "sync_shutdown_timeout",
+        "sync_rescan_interval",
+        "sync_rescan_span",
         mode="before",
     )
     @classmethod
@@ -105,7 +117,7 @@ class Settings(BaseSettings):
         if (
             isinstance(delta, timedelta)
             and delta <= timedelta(0)
-            and info.field_name != "sync_lookback"
+            and info.field_name not in _ZERO_ALLOWED
         ):
             raise ValueError("must be a positive duration such as 30s, 15m, 2h, 1d")
         return delta
@@ -115,6 +127,18 @@ class Settings(BaseSettings):
     def _window(cls, value: timedelta) -> timedelta:
         if value > MAX_WINDOW:
             raise ValueError("must be at most 30d: the API refuses a longer date range")
+        return value
+
+    @field_validator("sync_prune_max", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        return parse_share(value) if isinstance(value, str) else value
+
+    @field_validator("sync_prune_max")
+    @classmethod
+    def _share_range(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("must be a share between 0% and 100% (e.g. 10% or 0.1)")
         return value
 
     @field_validator("cursor_api_base_url")
@@ -166,6 +190,19 @@ class Settings(BaseSettings):
                 "and export CURSOR_API_KEY (or try `syncer fake-api` for a local simulator)"
             )
         return self.cursor_api_key.get_secret_value()
+
+
+#: Durations for which zero is meaningful (no overlap; rescans turned off).
+_ZERO_ALLOWED = ("sync_lookback", "sync_rescan_interval")
+
+
+def parse_share(text: str) -> float:
+    """`10%` or `0.1` as a fraction; a ValueError says which forms work."""
+    value = text.strip()
+    try:
+        return float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a share; use forms like 10% or 0.1") from None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -35,6 +35,7 @@ class BatchCounts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    deleted: int = 0  #: stored rows pruned because the API no longer serves them
 
     def add(self, other: BatchCounts) -> None:
         """Accumulate another batch's counts into this one."""
@@ -42,6 +43,7 @@ class BatchCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected += other.rejected
+        self.deleted += other.deleted
 
     @property
     def rows(self) -> int:
@@ -103,6 +105,7 @@ class PassResult:
     duration: float = 0.0
     error: SyncerError | None = None
     requests: int = 0  #: API requests the pass made (retries included)
+    warnings: list[str] = field(default_factory=list)  #: problems that did not fail it
 
 
 class Progress(Protocol):

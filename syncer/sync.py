@@ -35,6 +35,7 @@ from syncer.errors import (
     SyncerError,
 )
 from syncer.parse.blocks import raw_columns
+from syncer.prune import Seen, prune_window
 from syncer.results import BatchCounts, NoProgress, Outcome, PassResult, Progress, Window
 from syncer.store.batch import Batch, RawBatch
 from syncer.store.mark import may_advance
@@ -82,13 +83,15 @@ class Pass:
     raw: bool = True  #: whether plain CSV blocks may take the raw path (False: always typed)
     #: the forms that served this pass's requests (`csv`, `json`)
     forms: set[str] = field(default_factory=set)
+    prune: bool = False  #: delete stored rows a window read cleanly lacks (syncer.prune)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _started: float = field(default=0.0, init=False, repr=False)
     _kept: BatchCounts = field(default_factory=BatchCounts, init=False, repr=False)
+    _warnings: list[str] = field(default_factory=list, init=False, repr=False)
 
     async def run(self) -> PassResult:
         """Take the endpoint's lock, consume every window, and write the run-log row."""
-        result = PassResult(self.endpoint, self.run_id, Outcome.RUNNING)
+        result = PassResult(self.endpoint, self.run_id, Outcome.RUNNING, warnings=self._warnings)
         started = self._started = monotonic()
         bound = log.bind(run_id=self.run_id, endpoint=self.endpoint.value, command=self.command)
         try:
@@ -155,6 +158,7 @@ class Pass:
                 updated=c.updated,
                 unchanged=c.unchanged,
                 rejected=c.rejected,
+                deleted=c.deleted,
                 requests=result.requests,
                 high_water_mark=result.high_water_mark and isoformat_z(result.high_water_mark),
                 duration_s=round(monotonic() - self._started, 3),
@@ -173,10 +177,11 @@ class Pass:
             rows_updated=c.updated,
             rows_unchanged=c.unchanged,
             rows_rejected=c.rejected,
+            rows_deleted=c.deleted,
             requests=result.requests,
             api_format="+".join(sorted(self.forms)) or None,
             high_water_mark=result.high_water_mark,
-            error=str(error) if error else None,
+            error=str(error) if error else "; ".join(result.warnings) or None,
         )
 
     async def _window_or_halves(self, window: Window, advance: bool) -> BatchCounts:
@@ -243,21 +248,25 @@ class Pass:
         pages = read_json_window(
             self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
         )
+        seen = Seen() if self.prune else None
         try:
             async with aclosing(pages):
                 async for rows in pages:
                     batch = Batch(self.endpoint)
                     batch.absorb(rows)
+                    if seen is not None:
+                        seen.add(batch)
                     await writer.put(batch)
                     if self._stopping():
                         raise Interrupted(_STOPPED)
-            return await writer.finish(Batch(self.endpoint), advance=advance)
+            counts = await writer.finish(Batch(self.endpoint), advance=advance)
         except Interrupted:
             # the batches in hand commit; the mark waits for a window read to its end
             await writer.finish(Batch(self.endpoint), advance=False)
             raise
         finally:
             await writer.abort()
+        return await self._prune(Window(window.start, window.end), seen, counts)
 
     async def _csv_window(self, window: Window, advance: bool) -> BatchCounts:
         """Stream one window into batches; the last batch carries the new mark.
@@ -273,6 +282,7 @@ class Pass:
         block_bytes = max(_MIN_BLOCK, self.settings.sync_batch_rows * _ROW_BYTES)
         columns: list[str] | None = None
         header: bytes | None = None
+        seen: Seen | None = None
         try:
             async with aclosing(
                 self.api.stream_blocks(
@@ -282,22 +292,36 @@ class Pass:
                 async for block in blocks:
                     if block.header is not header:  # the first block, or a retried stream
                         header = block.header
-                        columns = raw_columns(endpoint, block.names) if self.raw else None
+                        raw = self.raw and not self.prune  # pruning needs the keys: typed
+                        columns = raw_columns(endpoint, block.names) if raw else None
+                        seen = Seen() if self.prune else None  # a retry serves all again
                     item: Batch | RawBatch
                     if columns is not None and block.plain:
                         item = RawBatch(endpoint, columns, block)
                     else:
                         item = Batch.parse(endpoint, block)
+                    if seen is not None:
+                        seen.add(item)
                     await writer.put(item)
                     if self._stopping():
                         raise Interrupted(_STOPPED)
-            return await writer.finish(Batch(endpoint), advance=advance)
+            counts = await writer.finish(Batch(endpoint), advance=advance)
         except Interrupted:
             # the batches in hand commit; the mark waits for a window read to its end
             await writer.finish(Batch(endpoint), advance=False)
             raise
         finally:
             await writer.abort()
+        return await self._prune(window, seen, counts)
+
+    async def _prune(self, window: Window, seen: Seen | None, counts: BatchCounts) -> BatchCounts:
+        """A window was read to its clean end: stored rows it no longer holds may go."""
+        if seen is not None:
+            counts.deleted = await prune_window(
+                self.api, self.store, self.settings, self.endpoint, window, seen, self._warnings
+            )
+            self._kept.deleted += counts.deleted  # what an interrupted pass reports it kept
+        return counts
 
     def _batch_written(self, endpoint: Endpoint, counts: BatchCounts) -> None:
         self._kept.add(counts)

@@ -177,7 +177,7 @@ class CursorClient:
         self,
         endpoint: Endpoint,
         start: datetime,
-        end: datetime,
+        end: datetime | None,
         *,
         page: int = 1,
         page_size: int = 1000,
@@ -195,8 +195,10 @@ class CursorClient:
                 return result
         raise DataError(f"{path}: no response")  # unreachable: _retrying yields or raises
 
-    async def count(self, endpoint: Endpoint, start: datetime, end: datetime) -> int:
+    async def count(self, endpoint: Endpoint, start: datetime, end: datetime | None) -> int:
         """The API's own row count for [start, end], both inclusive: one `pageSize=1` request.
+
+        `end=None` asks up to the API's own `now`, as the newest window of a pass is read.
 
         The JSON pages' `totalCount`, through the same budget, retries and typed errors as
         any request. An amended commit served twice is counted twice.

@@ -14,6 +14,7 @@ from syncer.results import BatchCounts, Outcome, PassResult, Window
 _DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
 _ROW_RESULTS = ("inserted", "updated", "unchanged", "rejected")
 _ENDPOINTS = frozenset(endpoint.value for endpoint in Endpoint)
+_DRIFT_RESULTS = ("inserted", "updated", "deleted")
 
 
 def endpoint_label(path: str) -> str:
@@ -108,6 +109,19 @@ class Metrics:
             ["endpoint", "form"],
             registry=r,
         )
+        self.rescan_rows = Counter(
+            "syncer_rescan_rows",
+            "Rows a rescan found the incremental passes had missed, by endpoint and result "
+            "(inserted, updated, deleted): drift worth an alert",
+            ["endpoint", "result"],
+            registry=r,
+        )
+        self.rescans = Counter(
+            "syncer_rescans",
+            "Finished rescans, by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
         self._marks: dict[str, datetime] = {}
         for endpoint in Endpoint:
             name = endpoint.value
@@ -115,6 +129,8 @@ class Metrics:
             self.rate_limit_wait.labels(name)
             for result in _ROW_RESULTS:
                 self.rows.labels(name, result)
+            for result in _DRIFT_RESULTS:
+                self.rescan_rows.labels(name, result)
 
     # -- ApiObserver -----------------------------------------------------------------------
 
@@ -162,6 +178,16 @@ class Metrics:
         self.pass_duration.labels(name, outcome).observe(result.duration)
         if result.outcome is Outcome.SUCCESS:
             self.last_success.labels(name).set(finished_at.timestamp())
+        if result.high_water_mark is not None:
+            self.mark_known(result.endpoint, result.high_water_mark)
+
+    def rescan_finished(self, result: PassResult) -> None:
+        """Count a rescan and the drift it found (a failed one's committed rows count too)."""
+        name = result.endpoint.value
+        self.rescans.labels(name, result.outcome.value).inc()
+        for kind in _DRIFT_RESULTS:
+            if value := getattr(result.counts, kind):
+                self.rescan_rows.labels(name, kind).inc(value)
         if result.high_water_mark is not None:
             self.mark_known(result.endpoint, result.high_water_mark)
 

@@ -39,6 +39,7 @@ from syncer.client.api import CursorClient
 from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
 from syncer.daemon.metrics import Metrics
+from syncer.daemon.rescan import Rescans
 from syncer.daemon.web import Health, build_app, serve
 from syncer.endpoints import Endpoint
 from syncer.errors import (
@@ -216,6 +217,14 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )  # fmt: skip
+
+        def make_rescan(endpoint: Endpoint, since: datetime, until: datetime) -> Pass:
+            return Pass(api, store, self.settings, endpoint, "rescan", since=since, until=until,
+                        wait_for_lock=True, prune=self.settings.sync_prune,
+                        progress=self.metrics, stop=self._stop)  # fmt: skip
+
+        rescans = Rescans(self.settings, self.metrics, self._stop, self._running, make_rescan)
+        rescans.schedule(scheduler, store, now)
         scheduler.start()
         log.info(
             "daemon_started", endpoints=[e.value for e in Endpoint],

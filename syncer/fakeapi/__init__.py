@@ -1,9 +1,10 @@
 """The Cursor AI-code-tracking API simulator: `FakeApi`, `FakeApiConfig`, `Dataset`, `create_app`.
 
 Usage in a test: ``async with FakeApi(FakeApiConfig(commits=500, changes=300, seed=1)) as api``,
-then request ``api.url``, mutate ``api.dataset`` (`add`, `update`, `remove`), flip
-``api.faults`` (`fail_next`, `throttle_next`, `cut_next`, `bom`, `crlf`, `extra_column`,
-`permute_columns`, `malformed_rate`, `chunk_delay`), read ``api.stats``, and compare with
+then request ``api.url``, mutate ``api.dataset`` (`add`, `update`, `remove`; `drift.add_late`
+for rows behind the newest, `drift.withdraw`), flip ``api.faults`` (`fail_next`,
+`throttle_next`, `cut_next`, `shorten_next`, `bom`, `crlf`, `extra_column`, `permute_columns`,
+`malformed_rate`, `chunk_delay`), read ``api.stats``, and compare with
 ``api.dataset.truth(endpoint, start, end)`` / ``api.dataset.malformed_keys(...)``.
 
 Rows are served newest first (``order="desc"``, as the doc's samples); CSV streams come in

@@ -17,6 +17,7 @@ from aiohttp import web
 from syncer.endpoints import Endpoint
 from syncer.fakeapi.config import FakeApiConfig
 from syncer.fakeapi.dataset import Dataset
+from syncer.fakeapi.drift import shorten
 from syncer.fakeapi.faults import Faults
 from syncer.fakeapi.pages import json_page
 from syncer.fakeapi.query import Query, QueryError, parse_query
@@ -210,7 +211,7 @@ async def _stream_csv(
     renderer = CsvRenderer(
         sim.dataset, endpoint, faults.csv_format(), sim.cache, query.user, ceil_ms(query.start)
     )
-    pieces = sim.dataset.pieces(endpoint, query.start, query.end)
+    pieces = shorten(sim.dataset.pieces(endpoint, query.start, query.end), faults.shortfall())
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8"})
     response.enable_chunked_encoding()
     await response.prepare(request)

@@ -47,6 +47,9 @@ class Faults:
             raise ValueError(f"redirect_csv must be one of {REDIRECT_MODES}")
         #: seconds each of the next requests spends on the way before the server counts it
         self.arrival_delays: list[float] = []
+        #: the next `short_times` CSV responses end cleanly `short_rows` rows short of totalCount
+        self.short_rows = 0
+        self.short_times = 0
         self.requests = 0
 
     @property
@@ -78,10 +81,22 @@ class Faults:
         """Abort the next `times` CSV bodies after `after_bytes` bytes."""
         self.cut_after_bytes, self.cut_times = after_bytes, times
 
+    def shorten_next(self, rows: int, times: int = 1) -> None:
+        """The next `times` CSV responses leave out their `rows` oldest rows, ending cleanly."""
+        self.short_rows, self.short_times = rows, times
+
+    def shortfall(self) -> int:
+        """Rows this CSV response leaves out (0 when none); uses one `short_times`."""
+        if self.short_times <= 0:
+            return 0
+        self.short_times -= 1
+        return self.short_rows
+
     def reset(self) -> None:
         """Back to a well-behaved server (the data set's malformed rate included)."""
         self.fail_every, self.failures, self.arrival_delays = 0, [], []
         self.cut_after_bytes, self.chunk_delay = None, 0.0
+        self.short_rows = self.short_times = 0
         self.bom = self.crlf = self.permute_columns = False
         self.extra_column = self.redirect_csv = self.csv_unavailable = None
         self.dataset.malformed_rate = 0.0

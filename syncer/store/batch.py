@@ -24,6 +24,7 @@ class Batch:
     rows: dict[str, Row] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     newest: datetime | None = None  #: the greatest created_at of the rows absorbed
+    served: int = 0  #: records absorbed, a key repeated in the stream counted each time
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.rejected)
@@ -39,7 +40,9 @@ class Batch:
         rows, newest = self.rows, self.newest
         created = _CREATED[self.endpoint]
         keep = rows.setdefault
+        served = 0
         for item in items:
+            served += 1
             if isinstance(item, Rejected):
                 self.rejected.append(item)
                 continue
@@ -50,6 +53,7 @@ class Batch:
             if newest is None or stamp > newest:
                 newest = stamp
         self.newest = newest
+        self.served += served
 
     @classmethod
     def parse(cls, endpoint: Endpoint, block: RawBlock) -> Batch:

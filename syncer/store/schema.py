@@ -124,6 +124,7 @@ sync_runs = Table(
     Column("rows_updated", BigInteger, nullable=False, server_default="0"),
     Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
     Column("rows_rejected", BigInteger, nullable=False, server_default="0"),
+    Column("rows_deleted", BigInteger, nullable=False, server_default="0"),
     Column("requests", Integer, nullable=False, server_default="0"),
     _ts("high_water_mark"),
     Column("error", Text),
