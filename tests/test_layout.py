@@ -17,15 +17,76 @@ ROOT = Path(__file__).resolve().parent.parent / "syncer"
 
 #: Pipeline stages that must not import the stages named after them.
 FORBIDDEN = {
-    "parse": {"client", "store", "sync", "commands", "daemon", "cli", "bi", "demo", "fakeapi"},
-    "client": {"store", "sync", "commands", "daemon", "cli", "bi", "demo", "fakeapi"},
-    "store": {"client", "parse", "sync", "commands", "daemon", "cli", "bi", "demo", "fakeapi"},
-    "sync": {"commands", "daemon", "cli", "bi", "demo", "fakeapi"},
-    "fakeapi": {"client", "parse", "store", "sync", "commands", "daemon", "cli", "bi", "demo"},
+    "parse": {
+        "client",
+        "store",
+        "sync",
+        "prune",
+        "verify",
+        "commands",
+        "daemon",
+        "cli",
+        "bi",
+        "demo",
+        "fakeapi",
+    },
+    "client": {
+        "store",
+        "sync",
+        "prune",
+        "verify",
+        "commands",
+        "daemon",
+        "cli",
+        "bi",
+        "demo",
+        "fakeapi",
+    },
+    "store": {
+        "client",
+        "parse",
+        "sync",
+        "prune",
+        "verify",
+        "commands",
+        "daemon",
+        "cli",
+        "bi",
+        "demo",
+        "fakeapi",
+    },
+    "prune": {"sync", "verify", "commands", "daemon", "cli", "bi", "demo", "fakeapi"},
+    "sync": {"verify", "commands", "daemon", "cli", "bi", "demo", "fakeapi"},
+    "verify": {"commands", "daemon", "cli", "bi", "demo", "fakeapi"},
+    "fakeapi": {
+        "client",
+        "parse",
+        "store",
+        "sync",
+        "prune",
+        "verify",
+        "commands",
+        "daemon",
+        "cli",
+        "bi",
+        "demo",
+    },
 }
 #: Plain modules: they import nothing of the pipeline.
 LEAVES = ("config", "errors", "endpoints", "timespec", "results", "logs", "stopping")
-PIPELINE = {"client", "parse", "store", "sync", "commands", "daemon", "cli", "bi", "demo"}
+PIPELINE = {
+    "client",
+    "parse",
+    "store",
+    "sync",
+    "prune",
+    "verify",
+    "commands",
+    "daemon",
+    "cli",
+    "bi",
+    "demo",
+}
 #: Imports against the flow, each named in ARCHITECTURE.md: (importing stage, imported stage).
 EXCEPTIONS = {("store", "parse")}
 MAX_DEPTH = 10
