@@ -112,7 +112,7 @@ def stage_ddl(endpoint: Endpoint) -> str:
         )
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
-            "ins boolean)"
+            "ins boolean, files boolean)"
         )
     return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
 
@@ -202,14 +202,26 @@ def _apply_sql(endpoint: Endpoint) -> str:
         upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
         return f"WITH up AS ({upsert}) {tail}FROM up"
     upsert = guarded_upsert(
-        endpoint, [*names, "extra", "files_digest"], ready, "change_id, (xmax = 0) AS ins"
+        endpoint,
+        [*names, "extra", "files_digest"],
+        ready,
+        "change_id, (xmax = 0) AS ins, files_digest",
     )
     return (
         f"WITH up AS ({upsert}), "
-        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins) "
-        f"SELECT up.change_id, r.ord, up.ins FROM up JOIN {ready} r USING (change_id) "
-        f"RETURNING ins) {tail}FROM w"
+        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins, files) "
+        f"SELECT up.change_id, r.ord, up.ins, {FILES_CHANGED} "
+        f"FROM up JOIN {ready} r USING (change_id) RETURNING ins) {tail}FROM w"
     )
+
+
+#: Whether a written change's file rows must be (re)written: it is new, or its file list's
+#: digest differs from the stored one (the statement's snapshot still holds the old row), so
+#: a change whose other columns changed keeps its file rows as they are.
+FILES_CHANGED = (
+    "CASE WHEN up.ins THEN true ELSE (SELECT o.files_digest FROM ai_code_changes o "
+    "WHERE o.change_id = up.change_id) IS DISTINCT FROM up.files_digest END"
+)
 
 
 def _winners(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
@@ -246,12 +258,12 @@ _PREPARE = {(e, strict): _prepare_sql(e, strict) for e in Endpoint for strict in
 _APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
 _DELETE_FILES = (
     "DELETE FROM ai_code_change_files f USING stage_raw_written w "
-    "WHERE f.change_id = w.change_id AND NOT w.ins"
+    "WHERE f.change_id = w.change_id AND NOT w.ins AND w.files"
 )
 _INSERT_FILES = (
     f"INSERT INTO ai_code_change_files ({', '.join(FILE_COLUMNS)}) SELECT w.change_id, "
     + ", ".join(f"f.{name}" for name in FILE_COLUMNS[1:])
-    + " FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord"
+    + " FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord WHERE w.files"
 )
 
 

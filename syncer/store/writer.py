@@ -26,6 +26,7 @@ from syncer.store.db import DB_ERRORS, reason
 from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
 from syncer.store.rawsql import (
     FILE_COLUMNS,
+    FILES_CHANGED,
     apply_raw,
     guarded_upsert,
     prepare_raw,
@@ -70,10 +71,10 @@ _UPSERT_CHANGES = (
         Endpoint.CHANGES,
         [*_CHANGE_COLS, "extra", "files_digest"],
         "stage_changes",
-        "change_id, (xmax = 0) AS ins",
+        "change_id, (xmax = 0) AS ins, files_digest",
         _SELECT,
     )
-    + ") SELECT change_id, ins FROM up"
+    + f") SELECT change_id, ins, {FILES_CHANGED} AS files FROM up"
 )
 _STAGE_RAW = "; ".join(stage_ddl(endpoint) for endpoint in Endpoint)
 #: Every staging table a writing connection needs (created once per connection).
@@ -211,20 +212,24 @@ class BatchWriter:
         conn = self._conn
         await conn.copy_records_to_table("stage_changes", records=_change_records(rows.values()))
         written = await conn.fetch(_UPSERT_CHANGES)
-        # Only changes that were inserted or really changed get their file rows replaced.
-        updated = [r["change_id"] for r in written if not r["ins"]]
-        if updated:
+        # Only changes that are new or whose file list changed get their file rows replaced.
+        updated = sum(1 for r in written if not r["ins"])
+        replaced = [r["change_id"] for r in written if r["files"] and not r["ins"]]
+        if replaced:
             await conn.execute(
-                "DELETE FROM ai_code_change_files WHERE change_id = ANY($1::text[])", updated
+                "DELETE FROM ai_code_change_files WHERE change_id = ANY($1::text[])", replaced
             )
         files = [
-            rec for r in written for rec in _file_records(r["change_id"], rows[r["change_id"]][8])
+            rec
+            for r in written
+            if r["files"]
+            for rec in _file_records(r["change_id"], rows[r["change_id"]][8])
         ]
         if files:
             await conn.copy_records_to_table(
                 "ai_code_change_files", records=files, columns=FILE_COLUMNS
             )
-        return len(written) - len(updated), len(updated)
+        return len(written) - updated, updated
 
     async def _quarantine(self, batch: Batch, run_id: str) -> int:
         if not batch.rejected:
