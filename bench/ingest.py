@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import yardsticks  # noqa: E402
-from harness import (  # noqa: E402
+import yardsticks
+from harness import (
     Run,
     count,
     download_csv,
@@ -39,10 +39,11 @@ from harness import (  # noqa: E402
     simulator,
     writes,
 )
-from report import print_report  # noqa: E402
+from report import print_report
 
 Figures = dict[str, float]
-STAGES = ("http_cut", "copy_stage", "typing", "upsert", "files", "commit", "other", "pass")
+STAGES = ("http_cut", "copy_stage", "typing", "upsert", "files", "commit", "indexes", "other")
+STAGES += ("pass",)
 BACKFILL = ("backfill", "--since", "31d", "--endpoint")
 #: live rows a minute in the small simulator, and the pause before the incremental pass
 LIVE_RATE, PAUSE_S = 1200, 15

@@ -13,6 +13,7 @@ _STAGE_NAMES = (
     ("upsert", "upsert"),
     ("files", "files"),
     ("commit", "commit"),
+    ("indexes", "indexes"),
     ("other", "other"),
 )
 

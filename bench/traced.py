@@ -12,6 +12,7 @@ the table it writes. Per endpoint (a context variable set by each pass), in seco
 - `upsert`: the guarded upsert of the endpoint's own table;
 - `files`: replacing file rows (delete and insert into ai_code_change_files);
 - `commit`: COMMIT (the WAL flush) and savepoint releases;
+- `indexes`: a first load's index builds (and their drop) when it sets them aside;
 - `other`: every other statement of the write path (the mark, quarantine, set-up);
 - `pass`: the wall time of the pass, lock to run log.
 
@@ -43,6 +44,7 @@ _totals: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: default
 _others: defaultdict[str, float] = defaultdict(float)  # "other" statements by their start
 _RULES = [
     (re.compile(r"^\s*(COMMIT|RELEASE SAVEPOINT)", re.I), "commit"),
+    (re.compile(r"^\s*(CREATE INDEX|DROP INDEX|ALTER TABLE)", re.I), "indexes"),
     (re.compile(r"INSERT INTO (stage_ready_\w+|stage_raw_files)\b", re.I), "typing"),
     (re.compile(r"(INSERT INTO|DELETE FROM) ai_code_change_files\b", re.I), "files"),
     (re.compile(r"INSERT INTO (ai_commits|ai_code_changes)\b", re.I), "upsert"),
