@@ -212,17 +212,16 @@ def _apply_sql(endpoint: Endpoint) -> str:
         f"WITH up AS ({upsert}), "
         "w AS (INSERT INTO stage_raw_written (change_id, ord, ins, files) "
         f"SELECT up.change_id, r.ord, up.ins, {FILES_CHANGED} "
-        f"FROM up JOIN {ready} r USING (change_id) RETURNING ins) {tail}FROM w"
+        f"FROM up JOIN {ready} r USING (change_id) {OLD_ROW} RETURNING ins) {tail}FROM w"
     )
 
 
 #: Whether a written change's file rows must be (re)written: it is new, or its file list's
-#: digest differs from the stored one (the statement's snapshot still holds the old row), so
-#: a change whose other columns changed keeps its file rows as they are.
-FILES_CHANGED = (
-    "CASE WHEN up.ins THEN true ELSE (SELECT o.files_digest FROM ai_code_changes o "
-    "WHERE o.change_id = up.change_id) IS DISTINCT FROM up.files_digest END"
-)
+#: digest differs from the stored one (the statement's snapshot still holds the old row,
+#: `OLD_ROW`), so a change whose other columns changed keeps its file rows as they are.
+#: A join, not a correlated subquery: that made every upsert of the statement 3x slower.
+FILES_CHANGED = "up.ins OR o.files_digest IS DISTINCT FROM up.files_digest"
+OLD_ROW = "LEFT JOIN ai_code_changes o ON NOT up.ins AND o.change_id = up.change_id"
 
 
 def _winners(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:

@@ -27,6 +27,7 @@ from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
 from syncer.store.rawsql import (
     FILE_COLUMNS,
     FILES_CHANGED,
+    OLD_ROW,
     apply_raw,
     guarded_upsert,
     prepare_raw,
@@ -74,7 +75,7 @@ _UPSERT_CHANGES = (
         "change_id, (xmax = 0) AS ins, files_digest",
         _SELECT,
     )
-    + f") SELECT change_id, ins, {FILES_CHANGED} AS files FROM up"
+    + f") SELECT up.change_id, up.ins, {FILES_CHANGED} AS files FROM up {OLD_ROW}"
 )
 #: The staging tables of each way of writing an endpoint: a connection creates the ones it
 #: uses, when it first uses them (temporary tables cost catalog writes to create, and every
