@@ -113,7 +113,7 @@ def stage_ddl(endpoint: Endpoint) -> str:
         )
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
-            "ins boolean, files boolean)"
+            "ins boolean)"
         )
     return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
 
@@ -203,25 +203,14 @@ def _apply_sql(endpoint: Endpoint) -> str:
         upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
         return f"WITH up AS ({upsert}) {tail}FROM up"
     upsert = guarded_upsert(
-        endpoint,
-        [*names, "extra", "files_digest"],
-        ready,
-        "change_id, (xmax = 0) AS ins, files_digest",
+        endpoint, [*names, "extra", "files_digest"], ready, "change_id, (xmax = 0) AS ins"
     )
     return (
         f"WITH up AS ({upsert}), "
-        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins, files) "
-        f"SELECT up.change_id, r.ord, up.ins, {FILES_CHANGED} "
-        f"FROM up JOIN {ready} r USING (change_id) {OLD_ROW} RETURNING ins) {tail}FROM w"
+        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins) "
+        f"SELECT up.change_id, r.ord, up.ins FROM up JOIN {ready} r USING (change_id) "
+        f"RETURNING ins) {tail}FROM w"
     )
-
-
-#: Whether a written change's file rows must be (re)written: it is new, or its file list's
-#: digest differs from the stored one (the statement's snapshot still holds the old row,
-#: `OLD_ROW`), so a change whose other columns changed keeps its file rows as they are.
-#: A join, not a correlated subquery: that made every upsert of the statement 3x slower.
-FILES_CHANGED = "up.ins OR o.files_digest IS DISTINCT FROM up.files_digest"
-OLD_ROW = "LEFT JOIN ai_code_changes o ON NOT up.ins AND o.change_id = up.change_id"
 
 
 def _winners(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
@@ -266,12 +255,12 @@ _PREPARE = {(e, strict): _prepare_sql(e, strict) for e in Endpoint for strict in
 _APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
 _DELETE_FILES = (
     "DELETE FROM ai_code_change_files f USING stage_raw_written w "
-    "WHERE f.change_id = w.change_id AND NOT w.ins AND w.files"
+    "WHERE f.change_id = w.change_id AND NOT w.ins"
 )
 _INSERT_FILES = (
     f"INSERT INTO ai_code_change_files ({', '.join(FILE_COLUMNS)}) SELECT w.change_id, "
     + ", ".join(f"f.{name}" for name in FILE_COLUMNS[1:])
-    + " FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord WHERE w.files"
+    + " FROM stage_raw_written w JOIN stage_raw_files f ON f.ord = w.ord"
 )
 
 

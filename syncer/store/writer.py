@@ -26,8 +26,6 @@ from syncer.store.db import DB_ERRORS, reason
 from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
 from syncer.store.rawsql import (
     FILE_COLUMNS,
-    FILES_CHANGED,
-    OLD_ROW,
     apply_raw,
     guarded_upsert,
     prepare_raw,
@@ -72,10 +70,10 @@ _UPSERT_CHANGES = (
         Endpoint.CHANGES,
         [*_CHANGE_COLS, "extra", "files_digest"],
         "stage_changes",
-        "change_id, (xmax = 0) AS ins, files_digest",
+        "change_id, (xmax = 0) AS ins",
         _SELECT,
     )
-    + f") SELECT up.change_id, up.ins, {FILES_CHANGED} AS files FROM up {OLD_ROW}"
+    + ") SELECT change_id, ins FROM up"
 )
 #: The staging tables of each way of writing an endpoint: a connection creates the ones it
 #: uses, when it first uses them (temporary tables cost catalog writes to create, and every
@@ -230,24 +228,20 @@ class BatchWriter:
         conn = self._conn
         await conn.copy_records_to_table("stage_changes", records=_change_records(rows.values()))
         written = await conn.fetch(_UPSERT_CHANGES)
-        # Only changes that are new or whose file list changed get their file rows replaced.
-        updated = sum(1 for r in written if not r["ins"])
-        replaced = [r["change_id"] for r in written if r["files"] and not r["ins"]]
-        if replaced:
+        # Only changes that were inserted or really changed get their file rows replaced.
+        updated = [r["change_id"] for r in written if not r["ins"]]
+        if updated:
             await conn.execute(
-                "DELETE FROM ai_code_change_files WHERE change_id = ANY($1::text[])", replaced
+                "DELETE FROM ai_code_change_files WHERE change_id = ANY($1::text[])", updated
             )
         files = [
-            rec
-            for r in written
-            if r["files"]
-            for rec in _file_records(r["change_id"], rows[r["change_id"]][8])
+            rec for r in written for rec in _file_records(r["change_id"], rows[r["change_id"]][8])
         ]
         if files:
             await conn.copy_records_to_table(
                 "ai_code_change_files", records=files, columns=FILE_COLUMNS
             )
-        return len(written) - updated, updated
+        return len(written) - len(updated), len(updated)
 
     async def _quarantine(self, batch: Batch, run_id: str) -> int:
         if not batch.rejected:
