@@ -42,8 +42,8 @@ from harness import (
 from report import print_report
 
 Figures = dict[str, float]
-STAGES = ("http_cut", "copy_stage", "typing", "upsert", "files", "commit", "indexes", "other")
-STAGES += ("pass",)
+STAGES: tuple[str, ...] = ("http_cut", "copy_stage", "typing", "upsert", "files", "commit")
+STAGES += ("indexes", "other", "pass")
 BACKFILL = ("backfill", "--since", "31d", "--endpoint")
 #: live rows a minute in the small simulator, and the pause before the incremental pass
 LIVE_RATE, PAUSE_S = 1200, 15

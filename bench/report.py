@@ -25,7 +25,8 @@ def _median(rounds: list[Figures], f: Callable[[Figures], float]) -> float:
 def _stages(rounds: list[Figures], name: str) -> str:
     parts = [f"wall {_median(rounds, lambda r: r[f'{name}_wall_s']):.2f}s"]
     for key, label in _STAGE_NAMES:
-        parts.append(f"{label} {_median(rounds, lambda r, k=key: r[f'{name}_{k}']):.2f}")
+        column = f"{name}_{key}"
+        parts.append(f"{label} {statistics.median(r[column] for r in rounds):.2f}")
     cpu = _median(rounds, lambda r: r[f"{name}_cpu_s"])
     rss = _median(rounds, lambda r: r[f"{name}_rss_mb"])
     return " | ".join(parts) + f"; process CPU {cpu:.1f}s, peak RSS {rss:.0f} MB"
