@@ -139,9 +139,11 @@ class Pass:
                 await self.store.restore_indexes(self.endpoint)
             result.outcome = Outcome.SUCCESS
         except Interrupted:  # asked to stop: what was committed stays, and is counted
+            aside = False  # a stop does not wait for index builds: the next command does them
             result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             bound.info("pass_stopped", windows_done=result.windows, rows_kept=self._kept.rows)
         except asyncio.CancelledError:  # cancelled for real: the batch in flight rolls back
+            aside = False  # as for a stop (status warns until the next command rebuilds them)
             result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             result.requests = self.api.requests(self.endpoint) - requests
             await _quietly(self._finish(row_id, result, None))
@@ -150,7 +152,7 @@ class Pass:
             result.outcome, result.error = Outcome.FAILED, exc
             bound.error("pass_failed", error=str(exc), windows_done=result.windows)
         finally:
-            if aside:  # stopped or failed: put them back before the lock goes
+            if aside:  # failed: put them back before the lock goes
                 await _quietly(self.store.restore_indexes(self.endpoint))
         result.requests = self.api.requests(self.endpoint) - requests
         result.high_water_mark = await _quietly(self.store.high_water_mark(self.endpoint))
