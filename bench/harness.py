@@ -96,7 +96,7 @@ def fresh_database(server: str) -> Iterator[str]:
 def download_csv(sim: str, endpoint: str, target: Path) -> str:
     """Fetch the endpoint's whole CSV (this also warms the simulator's cache); its header."""
     request = urllib.request.Request(
-        f"{sim}/analytics/ai-code/{endpoint}.csv?startDate=60d&endDate=now",
+        f"{sim}/analytics/ai-code/{endpoint}.csv?startDate=30d&endDate=now",
         headers={"Authorization": "Basic " + b64encode(f"{KEY}:".encode()).decode()},
     )
     with urllib.request.urlopen(request) as response, target.open("wb") as out:
