@@ -18,16 +18,21 @@ Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.commands import rebuild_indexes
     from syncer.store.db import create_engine, database_url, migrate, redact, to_libpq_url
+    from syncer.store.store import Store
 
     url = database_url(settings)
     engine = create_engine(url)
     try:
         before, after = await migrate(engine)
+        rebuilt = await rebuild_indexes(Store(engine))
     finally:
         await engine.dispose()
     state = "already at" if before == after else f"migrated from {before or 'empty'} to"
     print(f"{redact(to_libpq_url(url))}: {state} revision {after}")
+    if rebuilt:
+        print(f"rebuilt the indexes a stopped first load left out: {', '.join(rebuilt)}")
     return 0
 
 

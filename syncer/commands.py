@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,7 +19,7 @@ from syncer.client.api import CursorClient
 from syncer.client.budget import PostgresBudget
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
-from syncer.errors import ConfigError, DatabaseError
+from syncer.errors import ConfigError, DatabaseError, EndpointBusy
 from syncer.results import NoProgress, Outcome, PassResult, Progress
 from syncer.stopping import GracefulStop
 from syncer.store.db import database_url, migrate
@@ -169,6 +169,19 @@ async def backfill_command(
     return await one_shot(passes)
 
 
+async def rebuild_indexes(store: Store) -> list[str]:
+    """Rebuild the indexes a stopped first load left out, for each endpoint no live process
+    is loading (one that is puts them back itself); the names rebuilt."""
+    rebuilt: list[str] = []
+    for endpoint in Endpoint:
+        try:
+            async with store.endpoint_lock(endpoint, wait=False):
+                rebuilt += await store.restore_indexes(endpoint)
+        except EndpointBusy:
+            continue
+    return rebuilt
+
+
 @dataclass(slots=True)
 class EndpointStatus:
     """What `syncer status` shows for one endpoint."""
@@ -180,6 +193,8 @@ class EndpointStatus:
     last_run: dict[str, Any] | None
     #: the form the endpoint was last read through: `csv`, `json` (`csv+json`: switched)
     api_format: str | None = None
+    #: declared indexes absent: a first load builds them after its rows (or was killed)
+    missing_indexes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form (ISO timestamps)."""
@@ -194,6 +209,7 @@ class EndpointStatus:
             "rows": self.rows,
             "last_run": {k: iso(v) for k, v in self.last_run.items()} if self.last_run else None,
             "api_format": self.api_format,
+            "missing_indexes": self.missing_indexes,
         }
 
 
@@ -248,6 +264,8 @@ async def collect_status(store: Store) -> list[EndpointStatus]:
             ).scalar_one_or_none()
             last = dict(run) if run else None
             out.append(EndpointStatus(endpoint.value, mark, lag, int(rows), last, form))
+    for status in out:
+        status.missing_indexes = await store.missing_indexes(Endpoint(status.endpoint))
     return out
 
 
@@ -264,6 +282,14 @@ async def status_command(settings: Settings, *, as_json: bool) -> int:
         print(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
         print_status_table(statuses)
+    for s in statuses:
+        if s.missing_indexes:
+            print(
+                f"warning: {s.endpoint}: indexes missing ({', '.join(s.missing_indexes)}): a "
+                "first load builds them after its rows, or was stopped before it could; the "
+                "next sync, backfill or migrate rebuilds them",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -124,6 +124,7 @@ class Pass:
         size = min(self.settings.sync_window, self.api.window_caps.get(self.endpoint, _MAX_SPAN))
         windows = plan_windows(start, end, size, open_end=self.until is None)
         self.progress.planned(self.endpoint, len(windows))
+        aside = await self._indexes_aside(end - start)
         row_id = await self.store.start_run(self.run_id, self.endpoint, self.command, start, end)
         requests = self.api.requests(self.endpoint)  # this pass's are counted from here
         try:
@@ -133,11 +134,16 @@ class Pass:
                 result.counts.add(await self._window_or_halves(window, advance))
                 result.windows += 1
                 self.progress.window_done(self.endpoint, window)
+            if aside:  # built within the pass's time: a first load costs its indexes
+                aside = False
+                await self.store.restore_indexes(self.endpoint)
             result.outcome = Outcome.SUCCESS
         except Interrupted:  # asked to stop: what was committed stays, and is counted
+            aside = False  # a stop does not wait for index builds: the next command does them
             result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             bound.info("pass_stopped", windows_done=result.windows, rows_kept=self._kept.rows)
         except asyncio.CancelledError:  # cancelled for real: the batch in flight rolls back
+            aside = False  # as for a stop (status warns until the next command rebuilds them)
             result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             result.requests = self.api.requests(self.endpoint) - requests
             await _quietly(self._finish(row_id, result, None))
@@ -145,6 +151,9 @@ class Pass:
         except SyncerError as exc:
             result.outcome, result.error = Outcome.FAILED, exc
             bound.error("pass_failed", error=str(exc), windows_done=result.windows)
+        finally:
+            if aside:  # failed: put them back before the lock goes
+                await _quietly(self.store.restore_indexes(self.endpoint))
         result.requests = self.api.requests(self.endpoint) - requests
         result.high_water_mark = await _quietly(self.store.high_water_mark(self.endpoint))
         await _quietly(self._finish(row_id, result, result.error))
@@ -163,6 +172,13 @@ class Pass:
                 high_water_mark=result.high_water_mark and isoformat_z(result.high_water_mark),
                 duration_s=round(monotonic() - self._started, 3),
             )
+
+    async def _indexes_aside(self, span: timedelta) -> bool:
+        """Rebuild the indexes a killed first load left out; then, if the endpoint's tables
+        are empty and the range is long, set them aside until the load ends (see
+        syncer.store.deferred). Whether they are aside now."""
+        await self.store.restore_indexes(self.endpoint)
+        return span > _SET_ASIDE_SPAN and await self.store.set_indexes_aside(self.endpoint)
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -333,6 +349,8 @@ _STOPPED = "stopping: the pass ends at a batch boundary"
 _DAY = timedelta(days=1)
 _MAX_SPAN = MAX_WINDOW
 
+#: A first load into empty tables over a longer range builds its indexes after the rows.
+_SET_ASIDE_SPAN = timedelta(days=1)
 #: The smallest raw block, and the bytes of a typical row (batch rows × this = block size).
 _MIN_BLOCK = 16 * 1024
 _ROW_BYTES = 256

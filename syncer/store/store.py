@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from syncer.endpoints import Endpoint
 from syncer.errors import DatabaseError, EndpointBusy
 from syncer.results import BatchCounts, Outcome
+from syncer.store import deferred
 from syncer.store.db import DB_ERRORS, create_engine, reason, redact, to_libpq_url
 from syncer.store.schema import sync_runs, sync_state
 
@@ -87,6 +88,24 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    # -- a first load's indexes (syncer.store.deferred) ----------------------------------------
+
+    async def set_indexes_aside(self, endpoint: Endpoint) -> bool:
+        """Drop the endpoint's secondary indexes if its tables are empty; whether it did.
+        Hold the endpoint's lock, and `restore_indexes` when the load ends."""
+        async with self.raw() as conn:
+            return await deferred.set_aside(conn, endpoint)
+
+    async def restore_indexes(self, endpoint: Endpoint) -> list[str]:
+        """Build whatever of the endpoint's declared indexes is missing (hold its lock)."""
+        async with self.raw() as conn:
+            return await deferred.restore(conn, endpoint)
+
+    async def missing_indexes(self, endpoint: Endpoint) -> list[str]:
+        """The endpoint's declared indexes (and foreign key) that are missing now."""
+        async with self.raw() as conn:
+            return await deferred.missing(conn, endpoint)
 
     # -- state and run log -------------------------------------------------------------------
 

@@ -75,9 +75,14 @@ _UPSERT_CHANGES = (
     )
     + ") SELECT change_id, ins FROM up"
 )
-_STAGE_RAW = "; ".join(stage_ddl(endpoint) for endpoint in Endpoint)
-#: Every staging table a writing connection needs (created once per connection).
-STAGE_DDL = f"{_STAGE_COMMITS}; {_STAGE_CHANGES}; {_STAGE_RAW}"
+#: The staging tables of each way of writing an endpoint: a connection creates the ones it
+#: uses, when it first uses them (temporary tables cost catalog writes to create, and every
+#: commit empties each of them, so a short pass should not pay for all eight).
+_STAGE_DDL = {
+    (False, Endpoint.COMMITS): _STAGE_COMMITS,
+    (False, Endpoint.CHANGES): _STAGE_CHANGES,
+    **{(True, endpoint): stage_ddl(endpoint) for endpoint in Endpoint},
+}
 _SAVE_REJECTED = (
     "INSERT INTO rejected_rows (endpoint, raw, reason, raw_digest, run_id) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (endpoint, raw_digest) DO UPDATE "
@@ -115,27 +120,36 @@ class BatchWriter:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self._staged: set[tuple[bool, Endpoint]] = set()  # staging tables known to exist
 
     @classmethod
     @asynccontextmanager
     async def open(cls, store: Store) -> AsyncIterator[BatchWriter]:
-        """A connection of `store` held for a stream of batches (one window), with its
-        staging tables.
+        """A connection of `store` held for a stream of batches (one window).
 
         Holding it saves a pool checkout and the staging DDL per batch: round trips matter
         here, because the parser shares the event loop and each one waits for a chunk.
         """
         async with store.raw() as conn:
-            try:
-                await conn.execute(STAGE_DDL)
-            except DB_ERRORS as exc:
-                raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
             yield cls(conn)
+
+    async def _stage_tables(self, raw: bool, endpoint: Endpoint) -> None:
+        """Create the staging tables of one way of writing an endpoint, outside any
+        transaction (a rolled-back batch must not take them with it)."""
+        if (raw, endpoint) in self._staged:
+            return
+        try:
+            await self._conn.execute(_STAGE_DDL[raw, endpoint])
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
+        self._staged.add((raw, endpoint))
 
     async def write(self, batch: Batch, *, run_id: str, turn: Turn = ALONE) -> BatchCounts:
         """Upsert a batch in one transaction, once `turn` comes; the mark moves in it too when
         the turn carries it (see syncer.store.mark)."""
         conn = self._conn
+        if batch.rows:
+            await self._stage_tables(False, batch.endpoint)
         try:
             async with conn.transaction():
                 so_far = await turn.wait()
@@ -161,6 +175,7 @@ class BatchWriter:
         conn = self._conn
         endpoint = raw.endpoint
         waited = False
+        await self._stage_tables(True, endpoint)
 
         async def wait_turn() -> datetime | None:
             nonlocal waited
@@ -178,6 +193,8 @@ class BatchWriter:
                 except asyncpg.PostgresError as exc:
                     log.info("raw_block_read_typed", endpoint=endpoint.value, reason=reason(exc))
                     batch = Batch.parse(endpoint, raw.block)
+                    # inside the block's transaction: not remembered, IF NOT EXISTS next time
+                    await conn.execute(_STAGE_DDL[False, endpoint])
                     if not waited:
                         so_far = await wait_turn()
                     counts = await self._upsert(batch)

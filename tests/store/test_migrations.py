@@ -7,7 +7,14 @@ import asyncio
 import asyncpg
 import pytest
 
-from syncer.store.db import create_engine, downgrade, head_revision, migrate, to_libpq_url
+from syncer.store.db import (
+    create_engine,
+    downgrade,
+    head_revision,
+    migrate,
+    shipped_head,
+    to_libpq_url,
+)
 
 CONTRACT_COLUMNS = {
     "ai_commits": {
@@ -223,3 +230,8 @@ async def test_commit_source_kept_in_extra_moves_into_its_column(new_database: o
             await conn.close()
     finally:
         await engine.dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    # migrate() skips loading Alembic when the database is at this head
+    assert shipped_head() == head_revision()

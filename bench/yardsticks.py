@@ -1,0 +1,90 @@
+"""What PostgreSQL itself does with the same CSV: the yardsticks syncer's loads are held to.
+
+Each is timed as one psql script (after a CHECKPOINT) in the benchmark's own database, into
+tables made for the measurement and dropped afterwards:
+
+- commits, `\\copy` into a table with only the primary key ("keyed");
+- commits, `\\copy` into a table `LIKE ai_commits INCLUDING ALL` ("same schema": the key, the
+  BI indexes, the defaults);
+- changes, `\\copy` into a table keyed on change_id with metadata_json as jsonb ("keyed");
+- changes with their files, the best pure-SQL load into tables `LIKE ai_code_changes` and
+  `LIKE ai_code_change_files` `INCLUDING ALL` with the foreign key: `\\copy` into a typed
+  staging table, then `INSERT … SELECT` of the changes and of the files through
+  `jsonb_array_elements … WITH ORDINALITY`, in one transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import count, psql, timed_psql
+
+
+def commits_copy(db: str, csv_file: Path, header: str, *, same_schema: bool) -> float:
+    """Rows/s of `\\copy` of the commits CSV into an empty keyed or same-schema table."""
+    like = "INCLUDING ALL" if same_schema else "INCLUDING DEFAULTS, PRIMARY KEY (commit_hash)"
+    psql(db, "-c", f"CREATE TABLE y_commits (LIKE ai_commits {like})")
+    try:
+        seconds = timed_psql(db, f"\\copy y_commits({header}) FROM '{csv_file}' CSV HEADER\n")
+        rows = count(db, "y_commits")
+    finally:
+        psql(db, "-c", "DROP TABLE y_commits")
+    return rows / seconds
+
+
+def _typed_changes(table: str, header: str, extra: str = "") -> str:
+    types = {
+        "total_lines_added": "bigint",
+        "total_lines_deleted": "bigint",
+        "created_at": "timestamptz NOT NULL",
+        "metadata_json": "jsonb",
+    }
+    columns = ", ".join(f"{name} {types.get(name, 'text')}" for name in header.split(","))
+    return f"CREATE TABLE {table} ({columns}{extra})"
+
+
+def changes_copy(db: str, csv_file: Path, header: str) -> float:
+    """Change rows/s of `\\copy` of the changes CSV into a table keyed on change_id."""
+    psql(db, "-c", _typed_changes("y_keyed", header, ", PRIMARY KEY (change_id)"))
+    try:
+        seconds = timed_psql(db, f"\\copy y_keyed({header}) FROM '{csv_file}' CSV HEADER\n")
+        rows = count(db, "y_keyed")
+    finally:
+        psql(db, "-c", "DROP TABLE y_keyed")
+    return rows / seconds
+
+
+_FILES = (
+    "INSERT INTO y_files (change_id, file_index, file_name, file_extension, lines_added, "
+    "lines_deleted) SELECT s.change_id, e.i - 1, e.v->>'fileName', e.v->>'fileExtension', "
+    "(e.v->>'linesAdded')::bigint, (e.v->>'linesDeleted')::bigint FROM y_stage s "
+    "CROSS JOIN LATERAL jsonb_array_elements(s.metadata_json) WITH ORDINALITY AS e(v, i);\n"
+)
+
+
+def changes_sql(db: str, csv_file: Path, header: str) -> tuple[float, int]:
+    """Change rows/s of the pure-SQL load of changes and files, and the file rows it made."""
+    psql(
+        db,
+        "-c",
+        "CREATE TABLE y_changes (LIKE ai_code_changes INCLUDING ALL); "
+        "CREATE TABLE y_files (LIKE ai_code_change_files INCLUDING ALL, "
+        "FOREIGN KEY (change_id) REFERENCES y_changes ON DELETE CASCADE)",
+    )
+    parent = [name for name in header.split(",") if name != "metadata_json"]
+    script = (
+        "BEGIN;\n"
+        + _typed_changes("pg_temp.y_stage", header)
+        + ";\n"
+        + f"\\copy y_stage({header}) FROM '{csv_file}' CSV HEADER\n"
+        + f"INSERT INTO y_changes ({', '.join(parent)}) SELECT {', '.join(parent)} FROM y_stage;\n"
+        + _FILES
+        + "COMMIT;\n"
+    )
+    try:
+        seconds = timed_psql(db, script)
+        rows = count(db, "y_changes")
+        files = count(db, "y_files")
+    finally:
+        psql(db, "-c", "DROP TABLE y_files, y_changes")
+    return rows / seconds, files
