@@ -19,10 +19,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from syncer.endpoints import Endpoint
-from syncer.errors import DatabaseError, EndpointBusy
+from syncer.errors import DatabaseError, DatabaseReadOnly, EndpointBusy
 from syncer.results import BatchCounts, Outcome
 from syncer.store import deferred
-from syncer.store.db import DB_ERRORS, create_engine, reason, redact, to_libpq_url
+from syncer.store.db import (
+    DB_ERRORS,
+    create_engine,
+    database_error,
+    reason,
+    redact,
+    to_libpq_url,
+)
 from syncer.store.schema import sync_runs, sync_state
 
 log = structlog.get_logger(__name__)
@@ -65,7 +72,20 @@ class Store:
                 proxied = await conn.get_raw_connection()
                 yield proxied.driver_connection
         except DB_ERRORS as exc:
-            raise DatabaseError(f"database error: {reason(exc)}") from exc
+            raise await self._failed(database_error("database error", exc)) from exc
+        except DatabaseReadOnly as exc:  # a writer's failure on this connection
+            raise await self._failed(exc) from None
+
+    async def _failed(self, error: DatabaseError) -> DatabaseError:
+        """Return `error`; when the server refuses writes, drop the pooled connections first.
+
+        A session keeps the read-only state it started with (default_transaction_read_only set
+        on the database, a demoted primary behind the same address): only new connections see
+        the server writable again, so recovery needs a fresh pool, not a restart.
+        """
+        if isinstance(error, DatabaseReadOnly):
+            await self.engine.dispose()
+        return error
 
     # -- locking -------------------------------------------------------------------------
 
@@ -176,10 +196,10 @@ class Store:
                 async with self.engine.connect() as conn:
                     yield conn
         except DB_ERRORS as exc:
-            raise DatabaseError(f"database error: {reason(exc)}") from exc
+            raise await self._failed(database_error("database error", exc)) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("sqlalchemy"):
-                raise DatabaseError(f"database error: {reason(exc)}") from exc
+                raise await self._failed(database_error("database error", exc)) from exc
             raise
 
 
