@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from syncer.endpoints import Endpoint
@@ -37,6 +38,18 @@ log = structlog.get_logger(__name__)
 
 def _lock_key(endpoint: Endpoint) -> int:
     return 0x5359_0000_0000 + zlib.crc32(f"syncer:{endpoint.value}".encode())
+
+
+async def _unlock(conn: asyncpg.Connection, key: int) -> None:
+    """Release an endpoint's lock; on a connection that cannot (the server went away mid-pass,
+    a query left in flight), end the session instead, which releases it as surely: a pooled
+    session must never keep the lock."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    except Exception:  # noqa: BLE001 - any failure here: the session goes, and the lock with it
+        conn.terminate()
 
 
 class Store:
@@ -71,7 +84,7 @@ class Store:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 proxied = await conn.get_raw_connection()
                 yield proxied.driver_connection
-        except DB_ERRORS as exc:
+        except (*DB_ERRORS, SQLAlchemyError) as exc:  # the pool's connect raises the latter
             raise await self._failed(database_error("database error", exc)) from exc
         except DatabaseReadOnly as exc:  # a writer's failure on this connection
             raise await self._failed(exc) from None
@@ -106,8 +119,7 @@ class Store:
             try:
                 yield
             finally:
-                if not conn.is_closed():
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                await _unlock(conn, key)
 
     # -- a first load's indexes (syncer.store.deferred) ----------------------------------------
 
