@@ -9,10 +9,10 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from soak_parts import Backfills, Daemon, Database
 
@@ -20,6 +20,8 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.fakeapi.dataset import MALFORMED_KINDS
 from syncer.fakeapi.timestamps import from_ms
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,6 +49,16 @@ class Ledger:
     withdrawn: int = 0
     injected_429: int = 0
     outages: list[Outage] = field(default_factory=list)
+
+
+def _deck(rng: random.Random, cards: list[T], deadline: float) -> Iterator[T]:
+    """The cards in a fresh shuffled order, round after round, until `deadline`: every kind
+    comes up once a round, so even a short run sees each of them."""
+    while True:
+        for card in rng.sample(cards, len(cards)):
+            if time.monotonic() >= deadline:
+                return
+            yield card
 
 
 class Driver:
@@ -81,42 +93,28 @@ class Driver:
         await asyncio.gather(self._data_loop(deadline), self._fault_loop(deadline))
 
     async def _data_loop(self, deadline: float) -> None:
-        rng = self.data_rng
-        actions: list[tuple[Callable[[Endpoint], None], int]] = [
-            (self.new_rows, 6),
-            (self.late_inside, 3),
-            (self.late_beyond, 2),
-            (self.update_in_place, 3),
-            (self.amend, 2),
-            (self.fewer_files, 2),
-            (self.malformed, 2),
-        ]
+        actions: list[Callable[[Endpoint], None]] = [
+            self.new_rows, self.new_rows, self.late_inside, self.late_beyond,
+            self.update_in_place, self.amend, self.fewer_files, self.malformed,
+        ]  # fmt: skip
         if self.prune:
-            actions.append((self.withdraw, 1))
-        while time.monotonic() < deadline:
+            actions.append(self.withdraw)
+        rng = self.data_rng
+        for action in _deck(rng, actions, deadline):
             await asyncio.sleep(rng.uniform(0.3, 2.5))
-            action = rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
             action(rng.choice(list(Endpoint)))
 
     async def _fault_loop(self, deadline: float) -> None:
+        faults: list[Callable[[], Awaitable[None]]] = [
+            self.burst_5xx, self.burst_429, self.burst_429_bare, self.cut_streams,
+            self.slow_streams, self.api_down, self.postgres_restart, self.read_only,
+            self.sigkill, self.backfill,
+        ]  # fmt: skip
         rng = self.fault_rng
-        faults: list[tuple[Callable[[], Awaitable[None]], int]] = [
-            (self.burst_5xx, 3),
-            (self.burst_429, 2),
-            (self.burst_429_bare, 2),
-            (self.cut_streams, 3),
-            (self.slow_streams, 2),
-            (self.api_down, 2),
-            (self.postgres_restart, 2),
-            (self.read_only, 2),
-            (self.sigkill, 2),
-            (self.backfill, 3),
-        ]
         await asyncio.sleep(rng.uniform(3, 6))  # a first load in peace
-        while time.monotonic() < deadline:
-            fault = rng.choices([f for f, _ in faults], [w for _, w in faults])[0]
+        for fault in _deck(rng, faults, deadline):
             await fault()
-            await asyncio.sleep(rng.uniform(2, 7))
+            await asyncio.sleep(rng.uniform(1.5, 5))
 
     # --- data ----------------------------------------------------------------------------
 
