@@ -84,7 +84,8 @@ class Soak:
             )
         )
         self.checks: list[Check] = []
-        self.rss: list[tuple[str, float]] = []
+        #: (daemon start number, when, MB): each process once warm, and the last one at the end
+        self.rss: list[tuple[int, str, float]] = []
         self.final_backfill = 0
 
     async def run(self) -> bool:
@@ -114,7 +115,9 @@ class Soak:
             await self.driver.run(began + length)
             calm = await self._calm_down()
             await self._catch_up()
-            self.rss.append(("end", self.daemon.rss_mb() or 0.0))
+            if self.rescan and not any(self.differences.values()):
+                self.driver.settle_late_rows(rescanned=True)  # stored: rescans found them
+            self.rss.append((len(self.daemon.logs), "end", self.daemon.rss_mb() or 0.0))
         finally:
             stop.set()
             await asyncio.gather(watching, sampling)
@@ -137,7 +140,8 @@ class Soak:
             age = time.monotonic() - self.daemon.started_at
             if start not in sampled and age >= warm and (rss := self.daemon.rss_mb()):
                 sampled.add(start)
-                self.rss.append((f"start {start}, {int(warm // 60)}:{int(warm % 60):02d} old", rss))
+                age_text = f"{int(warm // 60)}:{int(warm % 60):02d} after start {start}"
+                self.rss.append((start, age_text, rss))
             await asyncio.sleep(1)
 
     async def _calm_down(self) -> float:
@@ -248,10 +252,10 @@ class Soak:
             self.checks.append(Check(f"recovery after: {kind}", figure, len(done) == len(times)))
 
     def _memory(self) -> None:
-        if len(self.rss) < 2 or self.rss[-1][0] != "end":
-            self.checks.append(Check("daemon RSS", "not measured", False))
+        if len(self.rss) < 2 or self.rss[-1][1] != "end" or self.rss[-2][0] != self.rss[-1][0]:
+            self.checks.append(Check("daemon RSS (last process)", "not measured", False))
             return
-        (when, warm), (_, end) = self.rss[-2], self.rss[-1]
+        (_, when, warm), (_, _, end) = self.rss[-2], self.rss[-1]
         growth = end - warm
         self.checks.append(
             Check(
