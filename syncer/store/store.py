@@ -86,8 +86,9 @@ class Store:
                 yield proxied.driver_connection
         except (*DB_ERRORS, SQLAlchemyError) as exc:  # the pool's connect raises the latter
             raise await self._failed(database_error("database error", exc)) from exc
-        except DatabaseReadOnly as exc:  # a writer's failure on this connection
-            raise await self._failed(exc) from None
+        except DatabaseReadOnly:  # raised by what ran on this connection (a writer)
+            await self.engine.dispose()
+            raise
 
     async def _failed(self, error: DatabaseError) -> DatabaseError:
         """Return `error`; when the server refuses writes, drop the pooled connections first.
