@@ -43,8 +43,8 @@ def _variables(api_url: str, database_url: str, rescan: bool, prune: bool) -> di
         "DATABASE_URL": database_url,
         "SYNC_INTERVAL": "2s",
         "SYNC_LOOKBACK": "2m",
-        "SYNC_START": "3d",
-        "SYNC_WINDOW": "1d",
+        "SYNC_START": "2d",
+        "SYNC_WINDOW": "1h",  # small spans: a malformed row keeps few from pruning
         "SYNC_HEALTHY_INTERVALS": "3",
         "SYNC_SHUTDOWN_TIMEOUT": "5s",
         "SYNC_BATCH_ROWS": "500",
@@ -55,7 +55,7 @@ def _variables(api_url: str, database_url: str, rescan: bool, prune: bool) -> di
         "CURSOR_RATE_LIMIT_PERIOD_SECONDS": "2",
     }
     if rescan:
-        variables.update(SYNC_RESCAN_INTERVAL="20s", SYNC_RESCAN_SPAN="1d")
+        variables.update(SYNC_RESCAN_INTERVAL="30s", SYNC_RESCAN_SPAN="12h")
     if prune:
         variables["SYNC_PRUNE"] = "true"
     return variables

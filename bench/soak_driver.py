@@ -22,6 +22,7 @@ from syncer.fakeapi.dataset import MALFORMED_KINDS
 from syncer.fakeapi.timestamps import from_ms
 
 T = TypeVar("T")
+_HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -195,8 +196,14 @@ class Driver:
         self.ledger.actions["malformed row"] += 1
 
     def withdraw(self, endpoint: Endpoint) -> None:
-        """The API stops serving a row (pruned on the next rescan)."""
-        rows = self._recent(endpoint, timedelta(hours=6))
+        """The API stops serving a row (pruned on the next rescan).
+
+        Only rows from 1 to 10 hours before the run: pruning skips a span that holds a record
+        it could not read (its key unknown, it might be the withdrawn row's new form), and the
+        malformed rows all sit in the run's own hours. With 1-hour windows, older spans are clean.
+        """
+        anchor = self.sim.dataset.anchor
+        rows = self.sim.dataset.truth(endpoint, anchor - timedelta(hours=10), anchor - _HOUR)
         if rows:
             self.sim.dataset.remove(endpoint, self.data_rng.choice(rows)[endpoint.key])
             self.ledger.withdrawn += 1
