@@ -175,7 +175,7 @@ class Soak:
         conn = await self.db.connect()
         try:
             while time.monotonic() < deadline:
-                self.differences = await equal_to_truth(conn, self.sim)
+                self.differences = await equal_to_truth(conn, self.sim, self.driver.ledger.history)
                 healthy = self.watch.probes and self.watch.probes[-1].status == 200
                 if healthy and not any(self.differences.values()):
                     break

@@ -57,8 +57,10 @@ async def stored(conn: asyncpg.Connection, endpoint: Endpoint) -> dict[str, dict
     return out
 
 
-def difference(db: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]]) -> str:
-    """'' when equal, else a short account of what differs."""
+def difference(
+    db: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]], history: dict[str, list[str]]
+) -> str:
+    """'' when equal, else a short account of what differs (with what the driver did to it)."""
     missing = sorted(set(want) - set(db))
     unexpected = sorted(set(db) - set(want))
     differing = sorted(k for k in set(db) & set(want) if db[k] != want[k])
@@ -69,15 +71,21 @@ def difference(db: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]]) -
         f"{len(unexpected)} unexpected {unexpected[:3]}",
         f"{len(differing)} differing",
     ]
+    for key in missing[:3]:
+        parts.append(f"{key}: created_at {want[key]['created_at']}, {history.get(key, [])}")
+    for key in unexpected[:3]:
+        parts.append(f"{key}: created_at {db[key]['created_at']}, {history.get(key, [])}")
     for key in differing[:2]:
         fields = {f: (db[key].get(f), v) for f, v in want[key].items() if db[key].get(f) != v}
-        parts.append(f"{key}: (db, truth) {fields}")
+        parts.append(f"{key}: (db, truth) {fields}, {history.get(key, [])}")
     return "; ".join(parts)
 
 
-async def equal_to_truth(conn: asyncpg.Connection, sim: FakeApi) -> dict[Endpoint, str]:
+async def equal_to_truth(
+    conn: asyncpg.Connection, sim: FakeApi, history: dict[str, list[str]]
+) -> dict[Endpoint, str]:
     """Per endpoint, '' when the table equals the truth, else what differs."""
-    return {e: difference(await stored(conn, e), truth(sim, e)) for e in Endpoint}
+    return {e: difference(await stored(conn, e), truth(sim, e), history) for e in Endpoint}
 
 
 async def quarantined(

@@ -50,6 +50,13 @@ class Ledger:
     withdrawn: int = 0
     injected_429: int = 0
     outages: list[Outage] = field(default_factory=list)
+    #: what happened to each row the driver touched, in order (to explain a difference)
+    history: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, key: str, what: str, created_at: datetime | None = None) -> None:
+        when = f" createdAt {created_at.isoformat()}" if created_at else ""
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        self.history.setdefault(key, []).append(f"{stamp} {what}{when}")
 
 
 def _deck(rng: random.Random, cards: list[T], deadline: float) -> Iterator[T]:
@@ -128,13 +135,15 @@ class Driver:
 
     def new_rows(self, endpoint: Endpoint) -> None:
         for _ in range(self.data_rng.randint(1, 8)):
-            self.sim.dataset.add(endpoint)
+            row = self.sim.dataset.add(endpoint)
+            self.ledger.note(row[endpoint.key], "added", row["created_at"])
         self.ledger.actions["new rows"] += 1
 
     def late_inside(self, endpoint: Endpoint) -> None:
         """A row whose createdAt is already inside the lookback: the next pass reads it."""
         behind = self.lookback * self.data_rng.uniform(0.1, 0.5)
-        self.sim.dataset.add(endpoint, created_at=self._now() - behind)
+        row = self.sim.dataset.add(endpoint, created_at=self._now() - behind)
+        self.ledger.note(row[endpoint.key], "added late (inside)", row["created_at"])
         self.ledger.actions["late row inside the lookback"] += 1
 
     def late_beyond(self, endpoint: Endpoint) -> None:
@@ -144,6 +153,7 @@ class Driver:
         row = self.sim.dataset.add(endpoint, created_at=created)
         self.ledger.late_pending.append((endpoint, row[endpoint.key], created, time.monotonic()))
         self.ledger.late_beyond += 1
+        self.ledger.note(row[endpoint.key], "added late (beyond)", created)
         self.ledger.actions["late row beyond the lookback"] += 1
 
     def update_in_place(self, endpoint: Endpoint) -> None:
@@ -158,6 +168,7 @@ class Driver:
         row = self.data_rng.choice(rows)
         lines = self.data_rng.randint(0, 500)
         self.sim.dataset.update(endpoint, row[endpoint.key], total_lines_added=lines)
+        self.ledger.note(row[endpoint.key], "updated in place", row["created_at"])
         self.ledger.actions[f"{endpoint.value} updated in place"] += 1
 
     def amend(self, endpoint: Endpoint) -> None:
@@ -173,6 +184,7 @@ class Driver:
             message=f"amended {self.data_rng.randint(0, 10**6)}",
             tab_lines_added=self.data_rng.randint(0, 50),
         )
+        self.ledger.note(row["commit_hash"], "amended", row["created_at"])
         self.ledger.actions["commit amended (newer createdAt)"] += 1
 
     def fewer_files(self, endpoint: Endpoint) -> None:
@@ -187,6 +199,7 @@ class Driver:
         row = self.data_rng.choice(rows)
         keep = self.data_rng.randint(0, len(row["files"]) - 1)
         self.sim.dataset.update(Endpoint.CHANGES, row["change_id"], files=row["files"][:keep])
+        self.ledger.note(row["change_id"], f"re-served with {keep} files", row["created_at"])
         self.ledger.actions["change re-served with fewer files"] += 1
 
     def malformed(self, endpoint: Endpoint) -> None:
@@ -205,7 +218,9 @@ class Driver:
         anchor = self.sim.dataset.anchor
         rows = self.sim.dataset.truth(endpoint, anchor - timedelta(hours=10), anchor - _HOUR)
         if rows:
-            self.sim.dataset.remove(endpoint, self.data_rng.choice(rows)[endpoint.key])
+            row = self.data_rng.choice(rows)
+            self.sim.dataset.remove(endpoint, row[endpoint.key])
+            self.ledger.note(row[endpoint.key], "withdrawn", row["created_at"])
             self.ledger.withdrawn += 1
             self.ledger.actions["row withdrawn"] += 1
 
