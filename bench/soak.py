@@ -36,14 +36,16 @@ LOOKBACK = timedelta(minutes=2)
 CATCH_UP_SECONDS = 240.0
 
 
-def _variables(api_url: str, database_url: str, rescan: bool, prune: bool) -> dict[str, str]:
+def _variables(
+    api_url: str, database_url: str, start: datetime, rescan: bool, prune: bool
+) -> dict[str, str]:
     variables = {
         "CURSOR_API_KEY": KEY,
         "CURSOR_API_BASE_URL": api_url,
         "DATABASE_URL": database_url,
         "SYNC_INTERVAL": "2s",
         "SYNC_LOOKBACK": "2m",
-        "SYNC_START": "2d",
+        "SYNC_START": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "SYNC_WINDOW": "1h",  # small spans: a malformed row keeps few from pruning
         "SYNC_HEALTHY_INTERVALS": "3",
         "SYNC_SHUTDOWN_TIMEOUT": "5s",
@@ -91,7 +93,9 @@ class Soak:
     async def run(self) -> bool:
         await self.db.start()
         await self.sim.start()
-        variables = _variables(self.sim.url, self.db.url, self.rescan, self.prune)
+        # the first pass reaches back an hour before the oldest row the simulator made
+        start = self.sim.dataset.anchor - timedelta(days=self.sim.config.days, hours=1)
+        variables = _variables(self.sim.url, self.db.url, start, self.rescan, self.prune)
         self.daemon = Daemon(self.workdir, variables)
         self.backfills = Backfills(self.workdir, variables)
         self.watch = HealthWatch(self.daemon)
