@@ -19,8 +19,16 @@ from syncer.errors import ConfigError, DatabaseError, DatabaseFull, DatabaseRead
 if TYPE_CHECKING:
     from alembic.config import Config
 
-#: Failures of the database or of the connection to it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: Failures of the database or of the connection to it. InternalClientError is asyncpg's
+#: "another operation is in progress": a connection the server dropped mid-query (a restart)
+#: can be left so, and a pass must fail on it like on any lost connection, not crash.
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def reason(exc: BaseException) -> str:
