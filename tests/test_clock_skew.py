@@ -15,15 +15,8 @@ from syncer.fakeapi.timestamps import from_ms
 from .test_sync import settings_for, sim_config
 from .truth import assert_equals_truth
 
-#: Until the newest window asks for `endDate=now` (the real-API work), a pass ends at our own
-#: clock and leaves the API's newest minutes for a later pass: strict, so it flips when it lands.
-_NEEDS_API_NOW = pytest.mark.xfail(strict=True, reason="the newest window ends at our clock")
 
-
-@pytest.mark.parametrize(
-    "minutes",
-    [pytest.param(10, id="api-ahead", marks=_NEEDS_API_NOW), pytest.param(-10, id="api-behind")],
-)
+@pytest.mark.parametrize("minutes", [10, -10], ids=["api-ahead", "api-behind"])
 async def test_a_clock_apart_from_the_apis_changes_nothing_stored(
     clean_db: str, minutes: int
 ) -> None:
