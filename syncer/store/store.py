@@ -7,6 +7,7 @@ store (`BatchWriter.open(store)`); everything else goes through SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -87,7 +88,7 @@ class Store:
         except (*DB_ERRORS, SQLAlchemyError) as exc:  # the pool's connect raises the latter
             raise await self._failed(database_error("database error", exc)) from exc
         except DatabaseReadOnly:  # raised by what ran on this connection (a writer)
-            await self.engine.dispose()
+            await self._drop_pool()
             raise
 
     async def _failed(self, error: DatabaseError) -> DatabaseError:
@@ -98,8 +99,13 @@ class Store:
         the server writable again, so recovery needs a fresh pool, not a restart.
         """
         if isinstance(error, DatabaseReadOnly):
-            await self.engine.dispose()
+            await self._drop_pool()
         return error
+
+    async def _drop_pool(self) -> None:
+        """Close the pooled connections; shielded, so a caller's timeout (the rate budget's)
+        cannot cancel it halfway through closing one, which the pool reports as a traceback."""
+        await asyncio.shield(self.engine.dispose())
 
     # -- locking -------------------------------------------------------------------------
 
