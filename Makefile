@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SOURCES := syncer tests migrations bench
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-fast lint format demo bench clean
+.PHONY: install test test-fast lint format demo bench soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("syncer needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -40,6 +40,10 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+# the daemon under seeded random faults for SOAK_MINUTES (default 10); SOAK_SEED replays a run
+soak: install
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

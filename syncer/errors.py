@@ -3,6 +3,8 @@
     SyncerError                 any expected failure: the CLI prints one line, exits non-zero
     ├── ConfigError             bad settings or arguments: fix the configuration
     ├── DatabaseError           PostgreSQL unreachable or failing: check DATABASE_URL / the server
+    │   ├── DatabaseReadOnly    it answers but takes no writes (a standby, a read-only database)
+    │   └── DatabaseFull        it answers but has no room left (a full disk or tablespace)
     ├── ApiError                anything the Cursor API did wrong
     │   ├── RetriableApiError   worth another try after `retry_after` seconds
     │   │   ├── RateLimited         429
@@ -36,6 +38,14 @@ class ConfigError(SyncerError):
 
 class DatabaseError(SyncerError):
     """PostgreSQL could not be reached or refused an operation."""
+
+
+class DatabaseReadOnly(DatabaseError):
+    """PostgreSQL refuses writes: a standby (a failover's old primary) or a read-only database."""
+
+
+class DatabaseFull(DatabaseError):
+    """PostgreSQL cannot store more: the disk (or tablespace) holding the data is full."""
 
 
 class ApiError(SyncerError):

@@ -48,6 +48,8 @@ from syncer.errors import (
     BadRequest,
     ConfigError,
     DatabaseError,
+    DatabaseFull,
+    DatabaseReadOnly,
     DataError,
     Interrupted,
     RateLimited,
@@ -78,6 +80,11 @@ _HINTS: tuple[tuple[type[SyncerError] | tuple[type[SyncerError], ...], str], ...
     ((ApiUnreachable, ServerError, StreamInterrupted),
      "the Cursor API is down or unreachable: check CURSOR_API_BASE_URL and the network; "
      "syncer retries by itself"),
+    (DatabaseReadOnly, "PostgreSQL takes no writes (a read-only database, or a standby after a "
+     "failover): point DATABASE_URL at the primary, or make the database writable; syncer "
+     "retries by itself and loses nothing"),
+    (DatabaseFull, "PostgreSQL's disk is full: free space on the database server (or its "
+     "tablespace); syncer retries by itself and loses nothing"),
     (DatabaseError, "PostgreSQL is unreachable or failing: check DATABASE_URL and the server; "
      "syncer retries by itself"),
     (BadRequest, "the API rejected the request: check SYNC_START and SYNC_WINDOW"),

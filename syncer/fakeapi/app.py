@@ -26,8 +26,6 @@ from syncer.fakeapi.render import BlockCache, CsvRenderer
 from syncer.fakeapi.stats import Stats
 from syncer.fakeapi.timestamps import ceil_ms, from_ms
 
-#: bytes gathered before one chunk of a CSV body is written
-CHUNK_BYTES = 256 * 1024
 BOM = "\ufeff".encode()
 #: where a redirected CSV download is served: like a pre-signed URL, no auth, no rate limit
 DOWNLOADS = "/downloads/"
@@ -221,14 +219,16 @@ async def _stream_csv(
         data = text.encode()
         buffer.append(data)
         size += len(data)
-        if size < CHUNK_BYTES:
+        if size < faults.chunk_bytes:
             continue
-        sent = await _write(request, response, b"".join(buffer), sent, cut, sim)
-        buffer, size = [], 0
-        if sent < 0:
-            return response
-        if faults.chunk_delay:
-            await asyncio.sleep(faults.chunk_delay)
+        joined, buffer, size = b"".join(buffer), [], 0
+        step = faults.chunk_bytes if faults.chunk_delay else len(joined)
+        for at in range(0, len(joined), step):  # a slow stream trickles a big block too
+            sent = await _write(request, response, joined[at : at + step], sent, cut, sim)
+            if sent < 0:
+                return response
+            if faults.chunk_delay:
+                await asyncio.sleep(faults.chunk_delay)
     if await _write(request, response, b"".join(buffer), sent, cut, sim) >= 0:
         await response.write_eof()
     return response

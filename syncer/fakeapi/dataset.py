@@ -49,6 +49,8 @@ class Edits:
     deleted: set[int] = field(default_factory=set)
     extras: dict[str, Row] = field(default_factory=dict)
     added: int = 0
+    #: keys of added rows that CSV output renders unparseable, and how (see `add_malformed`)
+    malformed: dict[str, str] = field(default_factory=dict)
 
 
 def privacy_fraction(mode: str) -> float:
@@ -243,9 +245,11 @@ class Dataset:
         """
         source = self.sources[endpoint]
         rows: list[Row] = []
+        broken = self.edits[endpoint].malformed
         for index, row in self.rows(endpoint, start, end, user):
             if row is not None:
-                rows.append(_copy(row))
+                if row[endpoint.key] not in broken:
+                    rows.append(_copy(row))
             elif index is not None and self.malformed_kind(endpoint, index) is None:
                 rows.append(source.typed(index, self.bump(endpoint, index)))
         return rows
@@ -259,16 +263,19 @@ class Dataset:
         kind: str | None = None,
     ) -> set[str]:
         """Keys of the rows in this window that CSV output renders unparseable (in one way)."""
-        if self.malformed_rate <= 0:
+        broken = self.edits[endpoint].malformed
+        if self.malformed_rate <= 0 and not broken:
             return set()
         source = self.sources[endpoint]
-        return {
-            source.key(index)
-            for index, _ in self.rows(endpoint, start, end, user)
-            if index is not None
-            and (found := self.malformed_kind(endpoint, index)) is not None
-            and (kind is None or found == kind)
-        }
+        keys = set()
+        for index, row in self.rows(endpoint, start, end, user):
+            if row is not None:
+                found = broken.get(row[endpoint.key])
+            elif index is not None:
+                found = self.malformed_kind(endpoint, index)
+            if found is not None and (kind is None or found == kind):
+                keys.add(row[endpoint.key] if row is not None else source.key(index or 0))
+        return keys
 
     # --- mutations -----------------------------------------------------------------------
 
@@ -301,6 +308,19 @@ class Dataset:
         row = _as_served(endpoint, row)
         edits.extras[key] = row
         return _copy(row)
+
+    def add_malformed(self, endpoint: Endpoint, kind: str = "count", **fields: Any) -> str:
+        """Add a new row that CSV output renders unparseable in the way `kind` names (one of
+        `MALFORMED_KINDS`; commits have no metadata); returns its key.
+
+        Its key stays readable, so a client can quarantine it; `truth` leaves it out and
+        `malformed_keys` lists it.
+        """
+        if kind not in MALFORMED_KINDS or (kind == "metadata" and endpoint is Endpoint.COMMITS):
+            raise ValueError(f"no malformed kind {kind!r} for {endpoint.value}")
+        key: str = self.add(endpoint, **fields)[endpoint.key]
+        self.edits[endpoint].malformed[key] = kind
+        return key
 
     def update(self, endpoint: Endpoint, key: str, **fields: Any) -> Row:
         """Re-serve an existing row with some fields changed; returns the new truth."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from syncer.fakeapi.config import FakeApiConfig
@@ -10,6 +11,8 @@ from syncer.fakeapi.dataset import Dataset
 from syncer.fakeapi.render import EXTRA_COLUMN, CsvFormat, agent_version
 
 EXTRA_COLUMN_MODES = (None, "append", "insert")
+#: bytes gathered before one chunk of a CSV body is written
+CHUNK_BYTES = 256 * 1024
 REDIRECT_MODES = (None, "same-host", "other-host")
 
 
@@ -35,6 +38,8 @@ class Faults:
         self.cut_after_bytes = config.cut_after_bytes
         self.cut_times = config.cut_times
         self.chunk_delay = config.chunk_delay
+        #: bytes gathered before a CSV chunk is written (smaller: a slow stream trickles)
+        self.chunk_bytes = CHUNK_BYTES
         self.bom = config.bom
         self.crlf = config.crlf
         self.extra_column = config.extra_column
@@ -92,10 +97,30 @@ class Faults:
         self.short_times -= 1
         return self.short_rows
 
+    def slow_streams(self, delay: float, chunk_bytes: int = 4096) -> None:
+        """CSV bodies trickle: `chunk_bytes` at a time, `delay` seconds apart (0: off)."""
+        self.chunk_delay, self.chunk_bytes = delay, chunk_bytes if delay else CHUNK_BYTES
+
+    def skew_clock(self, seconds: float) -> None:
+        """The API's clock runs `seconds` ahead of this machine's (negative: behind it).
+
+        It decides which rows exist yet, what `now` and `7d` mean, and the createdAt of rows
+        added without one.
+        """
+        self.dataset.clock = lambda: time.time() + seconds
+
+    def freeze_clock(self) -> None:
+        """Stop the API's clock where it is: no new live rows appear from now on."""
+        frozen = self.dataset.clock()
+        self.dataset.clock = lambda: frozen
+
     def reset(self) -> None:
-        """Back to a well-behaved server (the data set's malformed rate included)."""
+        """Back to a well-behaved server (the data set's malformed rate included).
+
+        The clock is left as it is: it is the data, not a fault of the server.
+        """
         self.fail_every, self.failures, self.arrival_delays = 0, [], []
-        self.cut_after_bytes, self.chunk_delay = None, 0.0
+        self.cut_after_bytes, self.chunk_delay, self.chunk_bytes = None, 0.0, CHUNK_BYTES
         self.short_rows = self.short_times = 0
         self.bom = self.crlf = self.permute_columns = False
         self.extra_column = self.redirect_csv = self.csv_unavailable = None

@@ -247,6 +247,10 @@ class CsvRenderer:
     def _broken(self, index: int, kind: str) -> str:
         """Row `index` rendered unparseable in the given way; its key stays readable."""
         fields = self.source.csv_fields(index, 0, self.fmt.extra_column is not None)
+        return self._break(fields, kind)
+
+    def _break(self, fields: list[str], kind: str) -> str:
+        """A row's fields joined into a line that is unparseable in the given way."""
         count = 6 if self.endpoint is Endpoint.COMMITS else 5
         if kind == "count":
             fields[count] = "12x"
@@ -271,4 +275,7 @@ class CsvRenderer:
             for column in self.endpoint.columns
             if column.name not in self.fmt.missing
         ]
+        kind = self.dataset.edits[self.endpoint].malformed.get(row[self.endpoint.key])
+        if kind is not None:
+            return self._break(fields, kind) + self.fmt.terminator
         return self._join(fields) + self.fmt.terminator

@@ -14,13 +14,21 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from syncer.config import Settings
-from syncer.errors import ConfigError, DatabaseError
+from syncer.errors import ConfigError, DatabaseError, DatabaseFull, DatabaseReadOnly
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-#: Failures of the database or of the connection to it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: Failures of the database or of the connection to it. InternalClientError is asyncpg's
+#: "another operation is in progress": a connection the server dropped mid-query (a restart)
+#: can be left so, and a pass must fail on it like on any lost connection, not crash.
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def reason(exc: BaseException) -> str:
@@ -28,6 +36,27 @@ def reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     return message
+
+
+#: read_only_sql_transaction: a server that answers but takes no writes (a standby, a demoted
+#: primary, default_transaction_read_only). Not cannot_connect_now (57P03): a server starting
+#: up or shutting down says that too, and it is only unreachable for a moment.
+_READ_ONLY = {"25006"}
+#: disk_full, and insufficient_resources (its class), as a full data disk or tablespace raises
+_FULL = {"53100", "53000"}
+
+
+def database_error(context: str, exc: BaseException) -> DatabaseError:
+    """The `DatabaseError` for a driver failure: its cause named, when it is one an operator
+    must fix on the server (no writes accepted, no space left), so the hint can say what to do.
+    """
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    state = getattr(orig, "sqlstate", None)
+    if state in _READ_ONLY:
+        return DatabaseReadOnly(f"{context}: the database is read-only ({reason(exc)})")
+    if state in _FULL:
+        return DatabaseFull(f"{context}: the database's disk is full ({reason(exc)})")
+    return DatabaseError(f"{context}: {reason(exc)}")
 
 
 log = structlog.get_logger(__name__)

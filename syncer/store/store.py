@@ -7,6 +7,7 @@ store (`BatchWriter.open(store)`); everything else goes through SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,13 +17,21 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from syncer.endpoints import Endpoint
-from syncer.errors import DatabaseError, EndpointBusy
+from syncer.errors import DatabaseError, DatabaseReadOnly, EndpointBusy
 from syncer.results import BatchCounts, Outcome
 from syncer.store import deferred
-from syncer.store.db import DB_ERRORS, create_engine, reason, redact, to_libpq_url
+from syncer.store.db import (
+    DB_ERRORS,
+    create_engine,
+    database_error,
+    reason,
+    redact,
+    to_libpq_url,
+)
 from syncer.store.schema import sync_runs, sync_state
 
 log = structlog.get_logger(__name__)
@@ -30,6 +39,18 @@ log = structlog.get_logger(__name__)
 
 def _lock_key(endpoint: Endpoint) -> int:
     return 0x5359_0000_0000 + zlib.crc32(f"syncer:{endpoint.value}".encode())
+
+
+async def _unlock(conn: asyncpg.Connection, key: int) -> None:
+    """Release an endpoint's lock; on a connection that cannot (the server went away mid-pass,
+    a query left in flight), end the session instead, which releases it as surely: a pooled
+    session must never keep the lock."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    except Exception:  # noqa: BLE001 - any failure here: the session goes, and the lock with it
+        conn.terminate()
 
 
 class Store:
@@ -64,8 +85,27 @@ class Store:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 proxied = await conn.get_raw_connection()
                 yield proxied.driver_connection
-        except DB_ERRORS as exc:
-            raise DatabaseError(f"database error: {reason(exc)}") from exc
+        except (*DB_ERRORS, SQLAlchemyError) as exc:  # the pool's connect raises the latter
+            raise await self._failed(database_error("database error", exc)) from exc
+        except DatabaseReadOnly:  # raised by what ran on this connection (a writer)
+            await self._drop_pool()
+            raise
+
+    async def _failed(self, error: DatabaseError) -> DatabaseError:
+        """Return `error`; when the server refuses writes, drop the pooled connections first.
+
+        A session keeps the read-only state it started with (default_transaction_read_only set
+        on the database, a demoted primary behind the same address): only new connections see
+        the server writable again, so recovery needs a fresh pool, not a restart.
+        """
+        if isinstance(error, DatabaseReadOnly):
+            await self._drop_pool()
+        return error
+
+    async def _drop_pool(self) -> None:
+        """Close the pooled connections; shielded, so a caller's timeout (the rate budget's)
+        cannot cancel it halfway through closing one, which the pool reports as a traceback."""
+        await asyncio.shield(self.engine.dispose())
 
     # -- locking -------------------------------------------------------------------------
 
@@ -86,8 +126,7 @@ class Store:
             try:
                 yield
             finally:
-                if not conn.is_closed():
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                await _unlock(conn, key)
 
     # -- a first load's indexes (syncer.store.deferred) ----------------------------------------
 
@@ -176,10 +215,10 @@ class Store:
                 async with self.engine.connect() as conn:
                     yield conn
         except DB_ERRORS as exc:
-            raise DatabaseError(f"database error: {reason(exc)}") from exc
+            raise await self._failed(database_error("database error", exc)) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("sqlalchemy"):
-                raise DatabaseError(f"database error: {reason(exc)}") from exc
+                raise await self._failed(database_error("database error", exc)) from exc
             raise
 
 

@@ -18,11 +18,10 @@ import asyncpg
 import structlog
 
 from syncer.endpoints import Endpoint, Kind
-from syncer.errors import DatabaseError
 from syncer.parse.rows import Row
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch, RawBatch
-from syncer.store.db import DB_ERRORS, reason
+from syncer.store.db import DB_ERRORS, database_error, reason
 from syncer.store.mark import ADVANCE_MARK, ALONE, Turn, new_mark
 from syncer.store.rawsql import (
     FILE_COLUMNS,
@@ -141,7 +140,7 @@ class BatchWriter:
         try:
             await self._conn.execute(_STAGE_DDL[raw, endpoint])
         except DB_ERRORS as exc:
-            raise DatabaseError(f"preparing to write failed: {reason(exc)}") from exc
+            raise database_error("preparing to write failed", exc) from exc
         self._staged.add((raw, endpoint))
 
     async def write(self, batch: Batch, *, run_id: str, turn: Turn = ALONE) -> BatchCounts:
@@ -157,9 +156,7 @@ class BatchWriter:
                 counts.rejected = await self._quarantine(batch, run_id)
                 await self._advance(batch.endpoint, so_far, batch.newest, turn)
         except DB_ERRORS as exc:
-            raise DatabaseError(
-                f"{batch.endpoint.value}: writing a batch failed: {reason(exc)}"
-            ) from exc
+            raise database_error(f"{batch.endpoint.value}: writing a batch failed", exc) from exc
         return counts
 
     async def write_raw(
@@ -202,7 +199,7 @@ class BatchWriter:
                     newest = batch.newest
                 await self._advance(endpoint, so_far, newest, turn)
         except DB_ERRORS as exc:
-            raise DatabaseError(f"{endpoint.value}: writing a batch failed: {reason(exc)}") from exc
+            raise database_error(f"{endpoint.value}: writing a batch failed", exc) from exc
         return counts, newest
 
     async def _advance(
