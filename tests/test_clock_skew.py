@@ -11,9 +11,8 @@ from syncer.commands import sync_command
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.fakeapi.timestamps import from_ms
-
-from .test_sync import settings_for, sim_config
-from .truth import assert_equals_truth
+from tests.support import settings_for, sim_config
+from tests.truth import assert_equals_truth
 
 
 @pytest.mark.parametrize("minutes", [10, -10], ids=["api-ahead", "api-behind"])

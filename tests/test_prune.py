@@ -22,9 +22,8 @@ from syncer.fakeapi import FakeApi
 from syncer.fakeapi.drift import withdraw
 from syncer.results import Outcome, PassResult
 from syncer.sync import Pass
-
-from .test_sync import last_runs, settings_for, sim_config
-from .truth import assert_equals_truth, stored, truth
+from tests.support import last_runs, settings_for, sim_config
+from tests.truth import assert_equals_truth, stored, truth
 
 COMMITS, CHANGES = Endpoint.COMMITS, Endpoint.CHANGES
 DAY, DAYS_2 = timedelta(days=1), timedelta(days=2)

@@ -16,10 +16,8 @@ from syncer.errors import AuthError, BadRequest, CsvUnavailable
 from syncer.fakeapi import FakeApi
 from syncer.fakeapi.app import NOT_ENTERPRISE
 from syncer.store.db import to_libpq_url
-
-from .test_stopping import _backfill, _until
-from .test_sync import env_for, last_runs, settings_for, sim_config
-from .truth import EVER, FAR, assert_equals_truth, stored, truth
+from tests.support import env_for, last_runs, settings_for, sim_config, start_backfill, wait_until
+from tests.truth import EVER, FAR, assert_equals_truth, stored, truth
 
 
 async def assert_both_equal_truth(url: str, sim: FakeApi) -> None:
@@ -274,8 +272,8 @@ async def test_a_signalled_json_backfill_keeps_its_pages_and_resumes(
         )  # fmt: skip
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
-            proc = await _backfill(env, tmp_path / "backfill.err")
-            await _until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a page")
+            proc = await start_backfill(env, tmp_path / "backfill.err")
+            await wait_until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a page")
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), 40)
             stored = await conn.fetchval("SELECT count(*) FROM ai_commits")
@@ -292,7 +290,9 @@ async def test_a_signalled_json_backfill_keeps_its_pages_and_resumes(
             stored,
             "json",
         )
-        rerun = await _backfill({**env, "CURSOR_RATE_LIMIT_REQUESTS": "1000"}, tmp_path / "2.err")
+        rerun = await start_backfill(
+            {**env, "CURSOR_RATE_LIMIT_REQUESTS": "1000"}, tmp_path / "2.err"
+        )
         await asyncio.wait_for(rerun.communicate(), 50)
         assert rerun.returncode == 0, (tmp_path / "2.err").read_text()
         assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 2000

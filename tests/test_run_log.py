@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncer.commands import sync_command
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
-from tests.test_sync import last_runs, settings_for, sim_config
+from tests.support import last_runs, settings_for, sim_config
 
 
 async def test_each_pass_records_the_requests_it_made(clean_db: str) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -23,9 +21,8 @@ from syncer.store.db import to_libpq_url
 from syncer.store.ratebudget import RateBudgetTable
 from syncer.store.store import Outcome, Store
 from syncer.sync import Pass
-
-from .test_sync import env_for, last_runs, settings_for, sim_config
-from .truth import assert_equals_truth
+from tests.support import env_for, last_runs, settings_for, sim_config, start_backfill, wait_until
+from tests.truth import assert_equals_truth
 
 # -- in process: the stop signal and real cancellation ---------------------------------------
 
@@ -95,23 +92,6 @@ async def test_a_real_cancellation_propagates_and_still_finishes_the_run_row(
 # -- one-shot commands: SIGINT and SIGTERM ----------------------------------------------------
 
 
-async def _backfill(env: dict[str, str], stderr: Path) -> asyncio.subprocess.Process:
-    with stderr.open("wb") as err:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncer", "backfill", "--since", "25d", "--endpoint", "commits",
-            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )  # fmt: skip
-
-
-async def _until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    for _ in range(3000):
-        if value := await check():
-            return value
-        await asyncio.sleep(0.02)
-    pytest.fail(f"gave up waiting for {what}")
-
-
 def _lines(stderr: Path, prefix: str = "syncer: ") -> list[str]:
     return [line for line in stderr.read_text().splitlines() if line.startswith(prefix)]
 
@@ -131,8 +111,8 @@ async def test_a_signalled_backfill_keeps_its_batches_records_the_run_and_resume
         stderr = tmp_path / "backfill.err"
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
-            proc = await _backfill(env, stderr)
-            await _until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a batch")
+            proc = await start_backfill(env, stderr)
+            await wait_until(lambda: conn.fetchval("SELECT count(*) FROM ai_commits"), "a batch")
             proc.send_signal(sig)
             stdout, _ = await asyncio.wait_for(proc.communicate(), 40)
             stored = await conn.fetchval("SELECT count(*) FROM ai_commits")
@@ -156,7 +136,7 @@ async def test_a_signalled_backfill_keeps_its_batches_records_the_run_and_resume
         assert mark is None, "the window was not read to its end: the mark did not move"
 
         sim.faults.chunk_delay = 0.0
-        rerun = await _backfill(env, tmp_path / "rerun.err")
+        rerun = await start_backfill(env, tmp_path / "rerun.err")
         await asyncio.wait_for(rerun.communicate(), 50)
         assert rerun.returncode == 0, (tmp_path / "rerun.err").read_text()
         assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 4000
@@ -173,13 +153,13 @@ async def test_a_second_signal_stops_at_once_and_rolls_the_batch_in_flight_back(
         blocker = await asyncpg.connect(to_libpq_url(clean_db))
         watcher = await asyncpg.connect(to_libpq_url(clean_db))
         try:
-            proc = await _backfill(env, stderr)
-            await _until(lambda: watcher.fetchval("SELECT count(*) FROM ai_commits"), "a batch")
+            proc = await start_backfill(env, stderr)
+            await wait_until(lambda: watcher.fetchval("SELECT count(*) FROM ai_commits"), "a batch")
             writes = blocker.transaction()
             await writes.start()
             await blocker.execute("LOCK TABLE ai_commits IN EXCLUSIVE MODE")  # writes now wait
             kept = await blocker.fetchval("SELECT count(*) FROM ai_commits")
-            await _until(
+            await wait_until(
                 lambda: watcher.fetchval(
                     "SELECT count(*) FROM pg_locks WHERE NOT granted "
                     "AND relation = 'ai_commits'::regclass"
@@ -187,7 +167,7 @@ async def test_a_second_signal_stops_at_once_and_rolls_the_batch_in_flight_back(
                 "a write to wait for the lock",
             )
             proc.send_signal(signal.SIGTERM)  # cannot reach a batch boundary: the write waits
-            await _until(lambda: _async("stopping" in _events(stderr)), "the first signal")
+            await wait_until(lambda: _async("stopping" in _events(stderr)), "the first signal")
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), 40)
             await writes.rollback()
@@ -205,7 +185,7 @@ async def test_a_second_signal_stops_at_once_and_rolls_the_batch_in_flight_back(
         assert run["outcome"] == "interrupted"
         assert run["finished_at"] is not None
 
-        rerun = await _backfill(env, tmp_path / "rerun.err")
+        rerun = await start_backfill(env, tmp_path / "rerun.err")
         await asyncio.wait_for(rerun.communicate(), 50)
         assert rerun.returncode == 0, (tmp_path / "rerun.err").read_text()
         assert await assert_equals_truth(clean_db, sim, Endpoint.COMMITS) == 4000

@@ -4,12 +4,9 @@ the database ends equal to the API's truth, row by row, whatever happened on the
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import asyncpg
 import pytest
@@ -18,58 +15,14 @@ import syncer.sync
 from syncer.commands import backfill_command, sync_command
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
-from syncer.fakeapi import FakeApi, FakeApiConfig
+from syncer.fakeapi import FakeApi
 from syncer.results import Outcome
 from syncer.store.db import to_libpq_url
 from syncer.store.store import Store
-
-from .truth import assert_equals_truth, stored, truth
+from tests.support import env_for, last_runs, run_syncer, settings_for, sim_config
+from tests.truth import assert_equals_truth, stored, truth
 
 NOW = datetime.now(timezone.utc)
-
-
-def settings_for(sim: FakeApi, url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "CURSOR_API_KEY": sim.config.api_key,
-        "CURSOR_API_BASE_URL": sim.url,
-        "DATABASE_URL": url,
-        "CURSOR_RATE_LIMIT_REQUESTS": 1000,
-        "CURSOR_RATE_LIMIT_PERIOD_SECONDS": 1,
-        "CURSOR_MAX_RETRIES": 2,
-        "SYNC_START": "30d",
-        "SYNC_LOG_FORMAT": "json",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
-
-
-def env_for(sim: FakeApi, url: str, **overrides: str) -> dict[str, str]:
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("CURSOR_", "SYNC_", "DATABASE_"))
-    }
-    return {
-        **base,
-        "CURSOR_API_KEY": sim.config.api_key,
-        "CURSOR_API_BASE_URL": sim.url,
-        "DATABASE_URL": to_libpq_url(url),
-        "CURSOR_RATE_LIMIT_REQUESTS": "1000",
-        "CURSOR_RATE_LIMIT_PERIOD_SECONDS": "1",
-        "SYNC_LOG_FORMAT": "json",
-        **overrides,
-    }
-
-
-def sim_config(**overrides: Any) -> FakeApiConfig:
-    values: dict[str, Any] = {
-        "commits": 600,
-        "changes": 400,
-        "days": 20,
-        "seed": 7,
-        "rate_limit_requests": 1000,
-        "rate_limit_period": 1.0,
-    }
-    values.update(overrides)
-    return FakeApiConfig(**values)
 
 
 @pytest.fixture
@@ -81,14 +34,6 @@ async def sim() -> AsyncIterator[FakeApi]:
 async def mark_of(url: str, endpoint: Endpoint) -> datetime | None:
     async with Store.connect(url) as store:
         return await store.high_water_mark(endpoint)
-
-
-async def last_runs(url: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(to_libpq_url(url))
-    try:
-        return await conn.fetch("SELECT * FROM sync_runs ORDER BY id")
-    finally:
-        await conn.close()
 
 
 async def test_backfill_equals_truth(sim: FakeApi, clean_db: str) -> None:
@@ -263,24 +208,11 @@ async def test_a_busy_endpoint_is_skipped(sim: FakeApi, clean_db: str) -> None:
     assert await mark_of(clean_db, Endpoint.COMMITS) is None
 
 
-async def _syncer(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncer",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.slow
 async def test_two_concurrent_sync_processes_end_equal_to_truth(clean_db: str) -> None:
     async with FakeApi(sim_config(commits=3000, changes=2000, chunk_delay=0.002)) as sim:
         env = env_for(sim, clean_db, SYNC_BATCH_ROWS="200")
-        procs = [await _syncer(env, "sync") for _ in range(2)]
+        procs = [await run_syncer(env, "sync") for _ in range(2)]
         outputs = [await asyncio.wait_for(p.communicate(), 120) for p in procs]
         for proc, (_, err) in zip(procs, outputs, strict=True):
             assert proc.returncode == 0, err.decode()
@@ -299,7 +231,7 @@ async def test_killed_mid_window_loses_nothing(clean_db: str) -> None:
         # 2-day windows: the mark moves with each window, so the kill lands after some
         # windows committed their mark and in the middle of the stream as a whole
         env = env_for(sim, clean_db, SYNC_BATCH_ROWS="100", SYNC_WINDOW="2d")
-        proc = await _syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
+        proc = await run_syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         mark_sql = "SELECT high_water_mark FROM sync_state WHERE endpoint = 'commits'"
         try:
@@ -321,7 +253,7 @@ async def test_killed_mid_window_loses_nothing(clean_db: str) -> None:
             await conn.close()
 
         sim.faults.chunk_delay = 0.0
-        rerun = await _syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
+        rerun = await run_syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         _, err = await asyncio.wait_for(rerun.communicate(), 120)
         assert rerun.returncode == 0, err.decode()
         await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)

@@ -26,9 +26,8 @@ from syncer.store.db import to_libpq_url
 from syncer.store.spans import count_stored
 from syncer.store.store import Store
 from syncer.verify import align, plan_spans
-
-from .test_sync import _syncer, env_for, last_runs, settings_for, sim_config
-from .truth import assert_equals_truth, stored, truth
+from tests.support import env_for, last_runs, run_syncer, settings_for, sim_config
+from tests.truth import assert_equals_truth, stored, truth
 
 DAY = timedelta(days=1)
 COMMITS = Endpoint.COMMITS
@@ -62,7 +61,7 @@ def json_of(out: str) -> Any:
 
 async def verify_json(sim: FakeApi, url: str, *flags: str) -> tuple[int, dict[str, Any], str]:
     """`syncer verify --json` as a subprocess: (exit code, its JSON, its stderr)."""
-    proc = await _syncer(env_for(sim, url), "verify", "--endpoint", "commits", "--json", *flags)
+    proc = await run_syncer(env_for(sim, url), "verify", "--endpoint", "commits", "--json", *flags)
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, json.loads(out) if out.strip() else {}, err.decode()
@@ -216,7 +215,7 @@ async def test_verify_fails_with_one_line_and_exit_1_when_the_api_refuses_the_ke
     sim: FakeApi, clean_db: str
 ) -> None:
     env = {**env_for(sim, clean_db), "CURSOR_API_KEY": "not-the-key"}
-    proc = await _syncer(env, "verify", "--since", "5d", "--until", "now")
+    proc = await run_syncer(env, "verify", "--since", "5d", "--until", "now")
     out, err = await proc.communicate()
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 1

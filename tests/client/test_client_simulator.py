@@ -25,6 +25,7 @@ from syncer.fakeapi.csvtext import AGENT_TOOL
 from syncer.fakeapi.render import EXTRA_COLUMN, agent_version
 from syncer.parse.rows import Rejected, Row, row_as_dict
 from tests.csvpath import rows_of
+from tests.support import client_settings
 
 UTC = timezone.utc
 ANCHOR = datetime(2025, 8, 1, tzinfo=UTC)
@@ -51,20 +52,18 @@ async def simulate() -> AsyncIterator[Simulate]:
         yield start
 
 
-def settings_for(sim: FakeApi, key: str | None = None, **settings: Any) -> Settings:
-    values: dict[str, Any] = {
-        "CURSOR_API_KEY": key or sim.config.api_key,
-        "CURSOR_API_BASE_URL": sim.url,
+def sim_settings(sim: FakeApi, key: str | None = None, **settings: Any) -> Settings:
+    """A client's settings for `sim`, with the simulator's own rate limit."""
+    own_limits = {
         "CURSOR_RATE_LIMIT_REQUESTS": sim.config.rate_limit_requests,
         "CURSOR_RATE_LIMIT_PERIOD_SECONDS": sim.config.rate_limit_period,
         "CURSOR_MAX_RETRIES": 3,
     }
-    values.update(settings)
-    return Settings(_env_file=None, **values)
+    return client_settings(sim.url, key or sim.config.api_key, **{**own_limits, **settings})
 
 
 def client_for(sim: FakeApi, key: str | None = None, **settings: Any) -> CursorClient:
-    return CursorClient(settings_for(sim, key, **settings), backoff_base=0.05)
+    return CursorClient(sim_settings(sim, key, **settings), backoff_base=0.05)
 
 
 def by_key(endpoint: Endpoint, items: list[Row | Rejected]) -> dict[str, dict[str, Any]]:
@@ -220,7 +219,7 @@ async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) ->
     sim = await simulate(
         commits=50, changes=50, rate_limit_requests=limit, rate_limit_period=period
     )
-    settings = settings_for(sim)
+    settings = sim_settings(sim)
     budget = RecordingBudget(settings)
     async with CursorClient(settings, budget=budget) as api:
         results = await asyncio.gather(
@@ -245,7 +244,7 @@ async def test_requests_that_reach_the_server_late_cause_no_429(simulate: Simula
     sim = await simulate(commits=50, changes=50, rate_limit_requests=limit,
                          rate_limit_period=period)  # fmt: skip
     sim.faults.delay_next(0.6)  # the first request is counted 0.6 s after it left
-    settings = settings_for(sim, CURSOR_MAX_RETRIES=0)  # a 429 would fail the test loudly
+    settings = sim_settings(sim, CURSOR_MAX_RETRIES=0)  # a 429 would fail the test loudly
     async with CursorClient(settings) as api:
         results = await asyncio.gather(
             *(rows_of(COMMITS, api.stream_blocks(COMMITS, START, END)) for _ in range(6))

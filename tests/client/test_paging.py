@@ -11,30 +11,22 @@ import pytest
 
 from syncer.client.api import CursorClient
 from syncer.client.paging import count, read_json_window
-from syncer.config import Settings
 from syncer.endpoints import Endpoint
 from syncer.errors import DataError, RateLimited
 from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.parse.pages import Page
 from syncer.parse.rows import Rejected
+from tests.support import client_settings
 
 UTC = timezone.utc
 ANCHOR = datetime(2025, 8, 1, tzinfo=UTC)
 T0 = datetime(2025, 7, 1, tzinfo=UTC)
 
 
-def settings_for(url: str, **values: Any) -> Settings:
-    limits = {"CURSOR_RATE_LIMIT_REQUESTS": 1000, "CURSOR_RATE_LIMIT_PERIOD_SECONDS": 1}
-    return Settings(
-        _env_file=None, CURSOR_API_KEY="demo-key", CURSOR_API_BASE_URL=url,
-        **{**limits, **values},
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("amend_rate", [0.0, 0.3])
 async def test_count_is_the_simulators_truth_with_inclusive_boundaries(amend_rate: float) -> None:
     config = FakeApiConfig(commits=300, changes=200, seed=5, anchor=ANCHOR, amend_rate=amend_rate)
-    async with FakeApi(config) as sim, CursorClient(settings_for(sim.url)) as api:
+    async with FakeApi(config) as sim, CursorClient(client_settings(sim.url)) as api:
         for endpoint in Endpoint:
             rows = sim.dataset.truth(endpoint, ANCHOR - timedelta(days=30), ANCHOR)
             first, last = rows[10]["created_at"], rows[-10]["created_at"]
@@ -112,7 +104,7 @@ async def test_rejected_items_count_as_read() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_a_429_without_retry_after_waits_at_least_a_slot_with_jitter(seed: int) -> None:
-    settings = settings_for("http://api.test", CURSOR_RATE_LIMIT_REQUESTS=5,
+    settings = client_settings("http://api.test", CURSOR_RATE_LIMIT_REQUESTS=5,
                             CURSOR_RATE_LIMIT_PERIOD_SECONDS=60)  # fmt: skip
     api = CursorClient(settings, rng=random.Random(seed))
     waits = [api._delay(attempt, RateLimited("429", status=429)) for attempt in (1, 1, 1, 4)]
@@ -123,6 +115,6 @@ def test_a_429_without_retry_after_waits_at_least_a_slot_with_jitter(seed: int) 
 
 async def test_requests_ask_caches_not_to_answer() -> None:
     """Answers carry `Cache-Control: public, max-age=900`; a cache must not answer for them."""
-    async with CursorClient(settings_for("http://api.test")) as api:
+    async with CursorClient(client_settings("http://api.test")) as api:
         assert api._session is not None
         assert api._session.headers["Cache-Control"] == "no-cache"

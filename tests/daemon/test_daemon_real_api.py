@@ -10,7 +10,7 @@ import asyncpg
 
 from syncer.endpoints import Endpoint
 from syncer.store.db import to_libpq_url
-from tests.daemon.test_daemon import daemons, eventually, fresh_db, simulator  # noqa: F401
+from tests.daemon.support import eventually, simulator
 from tests.truth import assert_equals_truth
 
 
@@ -29,8 +29,8 @@ async def first_pass_after(url: str, endpoint: Endpoint, moment: datetime) -> di
 
 
 async def test_a_daemon_against_a_day_granular_api_stores_new_rows_in_the_next_interval(
-    daemons: Any,  # noqa: F811
-    fresh_db: str,  # noqa: F811
+    daemons: Any,
+    fresh_db: str,
 ) -> None:
     async with simulator(day_granularity=True) as sim:
         daemon = await daemons(sim.url, fresh_db, SYNC_WINDOW="1d")

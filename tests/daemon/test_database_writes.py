@@ -17,7 +17,7 @@ import pytest
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.store.db import to_libpq_url
-from tests.daemon.test_daemon import Daemon, eventually, free_port, simulator
+from tests.daemon.support import Daemon, eventually, free_port, simulator
 from tests.truth import assert_equals_truth
 
 pytestmark = pytest.mark.slow

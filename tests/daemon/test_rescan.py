@@ -12,13 +12,10 @@ import pytest
 from syncer.endpoints import Endpoint
 from syncer.fakeapi.drift import add_late
 from syncer.store.db import to_libpq_url
+from tests.daemon.support import Daemon, eventually, simulator
 from tests.truth import assert_equals_truth, stored
 
-from . import test_daemon
-from .test_daemon import Daemon, eventually, simulator
-
 #: the daemon tests' fixtures: a factory of `syncer run` processes, an unmigrated database
-daemons, fresh_db = test_daemon.daemons, test_daemon.fresh_db
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,7 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi, FakeApiConfig
 from syncer.fakeapi.drift import add_late, newest, withdraw
 from syncer.timespec import isoformat_z
-
-from .test_fakeapi import auth
+from tests.fakeapi.support import auth
 
 ANCHOR = datetime(2025, 7, 31, tzinfo=timezone.utc)
 COMMITS = Endpoint.COMMITS

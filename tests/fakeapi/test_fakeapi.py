@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import csv
 import io
@@ -20,28 +19,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncer.endpoints import Endpoint, Kind
+from syncer.endpoints import Endpoint
 from syncer.fakeapi import Dataset, FakeApi, FakeApiConfig
 from syncer.fakeapi.cli import add_arguments, config_from, run
 from syncer.fakeapi.mixing import Permutation
 from syncer.fakeapi.render import CsvFormat, CsvRenderer
 from syncer.fakeapi.timeline import Timeline
 from syncer.timespec import isoformat_z
-
-ANCHOR = datetime(2025, 7, 31, tzinfo=timezone.utc)
-EVER = datetime(2000, 1, 1, tzinfo=timezone.utc)
-FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)
-ALL = {"startDate": "2000-01-01", "endDate": "2100-01-01"}
-
-
-def config(**overrides: Any) -> FakeApiConfig:
-    """A small, fixed data set with a generous rate limit."""
-    values: dict[str, Any] = {
-        "commits": 400, "changes": 300, "days": 10, "seed": 3, "anchor": ANCHOR,
-        "rate_limit_requests": 1000, "rate_limit_period": 1.0,
-    }  # fmt: skip
-    values.update(overrides)
-    return FakeApiConfig(**values)
+from tests.fakeapi.support import (
+    ALL,
+    ANCHOR,
+    EVER,
+    FAR,
+    auth,
+    config,
+    csv_line,
+    get_csv,
+    parse_csv,
+    unparseable,
+)
 
 
 def frozen_now(cfg: FakeApiConfig) -> tuple[datetime, Dataset]:
@@ -49,11 +45,6 @@ def frozen_now(cfg: FakeApiConfig) -> tuple[datetime, Dataset]:
     instant = time.time()
     dataset = Dataset(cfg, clock=lambda: instant)
     return datetime.fromtimestamp(int(instant * 1000) / 1000, timezone.utc), dataset
-
-
-def auth(key: str = "demo-key", password: str = "") -> dict[str, str]:
-    token = base64.b64encode(f"{key}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 @pytest.fixture
@@ -66,46 +57,6 @@ async def api() -> AsyncIterator[FakeApi]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(headers=auth()) as session:
         yield session
-
-
-async def get_csv(
-    http: aiohttp.ClientSession, api: FakeApi, endpoint: Endpoint, **params: str
-) -> bytes:
-    async with http.get(api.url + endpoint.csv_path, params=params or ALL) as response:
-        assert response.status == 200, await response.text()
-        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-        return await response.read()
-
-
-def parse_value(kind: Kind, text: str) -> Any:
-    if text == "":
-        return [] if kind is Kind.FILES else None
-    if kind is Kind.INT:
-        return int(text)
-    if kind is Kind.BOOL:
-        return {"true": True, "false": False}[text]
-    if kind is Kind.TIMESTAMP:
-        return datetime.fromisoformat(text)
-    if kind is Kind.FILES:
-        return [
-            {"file_name": e.get("fileName"), "file_extension": e["fileExtension"],
-             "lines_added": e["linesAdded"], "lines_deleted": e["linesDeleted"]}
-            for e in json.loads(text)
-        ]  # fmt: skip
-    return text
-
-
-def parse_csv(endpoint: Endpoint, body: bytes) -> list[dict[str, Any]]:
-    """Typed rows, in stream order, with the stdlib csv module; keys as in `truth`."""
-    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
-    rows = []
-    for record in reader:
-        row = {}
-        for column in endpoint.columns:
-            name = "files" if column.kind is Kind.FILES else column.name
-            row[name] = parse_value(column.kind, record[column.name])
-        rows.append(row)
-    return rows
 
 
 def last_wins(endpoint: Endpoint, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -440,26 +391,6 @@ async def test_permuted_columns(
     assert parse_csv(endpoint, body) == api.dataset.truth(endpoint, EVER, FAR)[::-1]
 
 
-def unparseable(endpoint: Endpoint, body: bytes) -> tuple[list[dict[str, Any]], set[str]]:
-    """Rows that parse, and the keys of those that do not."""
-    reader = csv.reader(io.StringIO(body.decode(), newline=""))
-    names = next(reader)
-    good, bad = [], set()
-    for values in reader:
-        try:
-            assert len(values) == len(names)
-            good.append(parse_csv(endpoint, (",".join(names) + "\n").encode() + _line(values)))
-        except (AssertionError, ValueError, KeyError):
-            bad.add(values[0])
-    return [row for rows in good for row in rows], bad
-
-
-def _line(values: list[str]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue().encode()
-
-
 @pytest.mark.parametrize("endpoint", list(Endpoint))
 async def test_malformed_rows_are_known_and_not_in_truth(
     http: aiohttp.ClientSession, endpoint: Endpoint
@@ -569,7 +500,7 @@ def test_fast_rendering_equals_field_rendering(endpoint: Endpoint) -> None:
         assert renderer.row_line(source.typed(index, 0)) == fast[index] + "\n"
         assert source.index_of(source.key(index)) == index
     values = list(csv.reader(io.StringIO("\n".join(fast) + "\n", newline="")))
-    assert [_line(row).decode() for row in values] == [line + "\n" for line in fast], (
+    assert [csv_line(row).decode() for row in values] == [line + "\n" for line in fast], (
         "quoted exactly as csv.writer with QUOTE_MINIMAL"
     )
 

@@ -14,7 +14,7 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import Dataset, FakeApi, Faults
 from syncer.fakeapi.dataset import MALFORMED_KINDS
 from syncer.timespec import isoformat_z
-from tests.fakeapi.test_fakeapi import EVER, FAR, auth, config, get_csv, parse_csv, unparseable
+from tests.fakeapi.support import EVER, FAR, auth, config, get_csv, parse_csv, unparseable
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
 from syncer.store import deferred
 from syncer.store.db import to_libpq_url
-
-from ..test_sync import _syncer, env_for, settings_for, sim_config
-from ..truth import assert_equals_truth
+from tests.support import env_for, run_syncer, settings_for, sim_config
+from tests.truth import assert_equals_truth
 
 DECLARED = {
     Endpoint.COMMITS: {
@@ -92,7 +91,7 @@ async def test_killed_mid_first_load_status_warns_and_the_next_command_repairs(
 ) -> None:
     async with FakeApi(sim_config(commits=4000, changes=3000, chunk_delay=0.02)) as sim:
         env = env_for(sim, clean_db, SYNC_BATCH_ROWS="100")
-        proc = await _syncer(env, "sync")
+        proc = await run_syncer(env, "sync")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
             for _ in range(3000):
@@ -106,14 +105,14 @@ async def test_killed_mid_first_load_status_warns_and_the_next_command_repairs(
             for endpoint in Endpoint:
                 assert set(await deferred.missing(conn, endpoint)) == DECLARED[endpoint]
 
-            status = await _syncer(env, "status", "--json")
+            status = await run_syncer(env, "status", "--json")
             out, err = await asyncio.wait_for(status.communicate(), 60)
             assert status.returncode == 0, err.decode()
             shown = {s["endpoint"]: set(s["missing_indexes"]) for s in json.loads(out)}
             assert shown == {e.value: DECLARED[e] for e in Endpoint}
             assert b"warning: commits: indexes missing" in err
 
-            migrate = await _syncer(env, "migrate")  # any command repairs: here, migrate
+            migrate = await run_syncer(env, "migrate")  # any command repairs: here, migrate
             out, err = await asyncio.wait_for(migrate.communicate(), 60)
             assert migrate.returncode == 0, err.decode()
             assert b"rebuilt the indexes" in out
@@ -125,7 +124,7 @@ async def test_killed_mid_first_load_status_warns_and_the_next_command_repairs(
             await conn.close()
 
         sim.faults.chunk_delay = 0.0
-        rerun = await _syncer(env, "sync")
+        rerun = await run_syncer(env, "sync")
         _, err = await asyncio.wait_for(rerun.communicate(), 120)
         assert rerun.returncode == 0, err.decode()
         await assert_equals_truth(clean_db, sim, Endpoint.COMMITS)
@@ -138,7 +137,7 @@ async def test_killed_mid_first_load_the_next_sync_repairs_before_it_syncs(
 ) -> None:
     async with FakeApi(sim_config(commits=4000, changes=10, chunk_delay=0.02)) as sim:
         env = env_for(sim, clean_db, SYNC_BATCH_ROWS="100")
-        proc = await _syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
+        proc = await run_syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
             for _ in range(3000):
@@ -150,7 +149,7 @@ async def test_killed_mid_first_load_the_next_sync_repairs_before_it_syncs(
             assert await deferred.missing(conn, Endpoint.COMMITS)
             sim.faults.chunk_delay = 0.0
             # the table holds rows now: the sync rebuilds the indexes and loads with them
-            rerun = await _syncer(env, "sync")
+            rerun = await run_syncer(env, "sync")
             _, err = await asyncio.wait_for(rerun.communicate(), 120)
             assert rerun.returncode == 0, err.decode()
             assert await deferred.missing(conn, Endpoint.COMMITS) == []

@@ -24,7 +24,7 @@ from syncer.store.db import to_libpq_url
 from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
-from tests.test_sync import last_runs, settings_for, sim_config
+from tests.support import last_runs, settings_for, sim_config
 from tests.truth import EVER, FAR, assert_equals_truth
 
 NOW = datetime.now(timezone.utc)
