@@ -211,6 +211,41 @@ async def test_verify_of_90_days_with_one_differing_day_costs_log_requests(
         print(f"verify, 90 days, one differing day: {counts} count + {reads} read requests")
 
 
+@pytest.mark.parametrize("order", ["newer-first", "older-first"])
+async def test_amended_commits_counted_twice_by_the_api_are_read_and_not_reported(
+    clean_db: str, order: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API counts an amended commit once per copy, the store holds it once: the counts of
+    such spans differ, so verify must read their keys, which agree, and report no mismatch."""
+    async with FakeApi(sim_config(amend_rate=0.2, amend_order=order)) as sim:
+        settings = settings_for(sim, clean_db)
+        assert await sync_command(settings) == 0
+        await assert_equals_truth(clean_db, sim, COMMITS)
+        stored_rows = len(await stored(clean_db, COMMITS))
+        async with CursorClient(settings) as api, Store.connect(clean_db) as store:
+            mark = await store.high_water_mark(COMMITS)
+            assert mark is not None
+            first = datetime.now(timezone.utc) - timedelta(days=25)
+            api_rows = await count_rows(api, COMMITS, first, mark + timedelta(milliseconds=1))
+        assert api_rows > stored_rows, "the knob was exercised: the API counts some rows twice"
+
+        capsys.readouterr()
+        paths = (COMMITS.json_path, COMMITS.csv_path)
+        before = [sim.stats.count(path) for path in paths]
+        assert await verify_command(settings, since="25d", endpoint=COMMITS, as_json=True) == 0
+        report = json_of(capsys.readouterr().out)["endpoints"]["commits"]
+        assert report["mismatches"] == []
+        counts, reads = (sim.stats.count(p) - b for p, b in zip(paths, before, strict=True))
+        assert report["requests"] == counts + reads
+        # all matching, verify would send one count per planned span; the differing spans were
+        # halved (more counts) and their keys read (one request each)
+        planned = len(plan_spans(first, mark, settings.sync_window, DAY))
+        assert counts > planned, (counts, planned)
+        assert reads > 0, "the spans whose counts differ were read"
+        assert report["spans_checked"] > planned
+        await assert_equals_truth(clean_db, sim, COMMITS)
+
+
 async def test_verify_fails_with_one_line_and_exit_1_when_the_api_refuses_the_key(
     sim: FakeApi, clean_db: str
 ) -> None:
