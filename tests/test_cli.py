@@ -31,6 +31,7 @@ def syncer(
     )
 
 
+@pytest.mark.slow
 def test_help_lists_every_command() -> None:
     result = syncer("--help")
     assert result.returncode == 0
@@ -89,6 +90,7 @@ def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 async def test_migrate_twice(new_database: object) -> None:
     url: str = await new_database()  # type: ignore[operator]
     first = syncer("migrate", env={"DATABASE_URL": to_libpq_url(url)})

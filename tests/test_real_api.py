@@ -120,6 +120,7 @@ async def test_auth_errors_show_the_servers_message_and_are_not_retried(
 # --- 5. 429 without Retry-After -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_429_without_retry_after_backs_off_and_ends_equal_to_truth(clean_db: str) -> None:
     """The server allows 2 requests a second; the client believes 4: it is refused, with no
     Retry-After, and must hold back (at least a slot of its window, longer as refusals repeat)."""

@@ -191,6 +191,7 @@ async def test_a_real_cancellation_of_a_wait_is_a_cancellation(stores: list[Stor
     assert waiting.cancelled()
 
 
+@pytest.mark.slow
 async def test_processes_whose_requests_reach_the_server_late_cause_no_429(
     stores: list[Store],
 ) -> None:

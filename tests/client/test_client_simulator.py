@@ -214,6 +214,7 @@ class RecordingBudget:
         self.inner.penalize(key, retry_after)
 
 
+@pytest.mark.slow
 async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) -> None:
     limit, period = 4, 1.0
     sim = await simulate(
@@ -239,6 +240,7 @@ async def test_burst_of_20_stays_within_the_servers_limit(simulate: Simulate) ->
     assert sim.stats.count(status=200) == 20
 
 
+@pytest.mark.slow
 async def test_requests_that_reach_the_server_late_cause_no_429(simulate: Simulate) -> None:
     limit, period = 2, 1.0
     sim = await simulate(commits=50, changes=50, rate_limit_requests=limit,

@@ -7,11 +7,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
+import pytest
 
 from syncer.endpoints import Endpoint
 from syncer.store.db import to_libpq_url
 from tests.daemon.support import eventually, simulator
 from tests.truth import assert_equals_truth
+
+pytestmark = pytest.mark.slow
 
 
 async def first_pass_after(url: str, endpoint: Endpoint, moment: datetime) -> dict[str, Any] | None:

@@ -451,6 +451,7 @@ async def test_same_seed_same_bytes(http: aiohttp.ClientSession) -> None:
     assert bodies[0] != bodies[2]
 
 
+@pytest.mark.slow
 def test_a_million_rows_cost_nothing_until_served() -> None:
     # Memory, not time (a timed assertion fails on a busy machine): a data set's size must
     # not depend on its row count, and an hour of truth costs that hour's rows.
