@@ -79,6 +79,8 @@ class Settings(BaseSettings):
         default=timedelta(hours=1), validation_alias="SYNC_MIN_WINDOW"
     )
     sync_batch_rows: int = Field(default=10_000, gt=0, validation_alias="SYNC_BATCH_ROWS")
+    #: let PostgreSQL type plain CSV blocks (the fast path); false reads every block the careful way
+    sync_raw_path: bool = Field(default=True, validation_alias="SYNC_RAW_PATH")
     sync_http_port: int = Field(default=8080, ge=0, le=65535, validation_alias="SYNC_HTTP_PORT")
     sync_http_host: str = Field(default="0.0.0.0", validation_alias="SYNC_HTTP_HOST")
     sync_healthy_intervals: int = Field(default=3, gt=0, validation_alias="SYNC_HEALTHY_INTERVALS")

@@ -80,7 +80,6 @@ class Pass:
     wait_for_lock: bool = False
     progress: Progress = field(default_factory=NoProgress)
     stop: asyncio.Event | None = None
-    raw: bool = True  #: whether plain CSV blocks may take the raw path (False: always typed)
     #: the forms that served this pass's requests (`csv`, `json`)
     forms: set[str] = field(default_factory=set)
     prune: bool = False  #: delete stored rows a window read cleanly lacks (syncer.prune)
@@ -308,7 +307,7 @@ class Pass:
                 async for block in blocks:
                     if block.header is not header:  # the first block, or a retried stream
                         header = block.header
-                        raw = self.raw and not self.prune  # pruning needs the keys: typed
+                        raw = self.settings.sync_raw_path and not self.prune  # pruning needs keys
                         columns = raw_columns(endpoint, block.names) if raw else None
                         seen = Seen() if self.prune else None  # a retry serves all again
                     item: Batch | RawBatch

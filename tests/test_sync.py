@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-import syncer.sync
 from syncer.commands import backfill_command, sync_command
 from syncer.config import Settings
 from syncer.endpoints import Endpoint
@@ -118,17 +117,15 @@ async def test_malformed_rows_are_quarantined_and_good_rows_load(clean_db: str) 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
 async def test_one_stray_quote_is_one_quarantined_row_not_a_stuck_window(
-    clean_db: str, raw: bool, monkeypatch: pytest.MonkeyPatch
+    clean_db: str, raw: bool
 ) -> None:
     # A quote inside an unquoted field leaves the quote count odd to the end of the stream,
     # which once read as "cut inside a quoted field": retried, split, and failed for ever.
-    if not raw:
-        monkeypatch.setattr(syncer.sync, "raw_columns", lambda endpoint, names: None)
     ever, far = datetime(2000, 1, 1, tzinfo=timezone.utc), NOW + timedelta(days=1)
     async with FakeApi(sim_config(malformed_rate=0.005)) as sim:
         stray = {e: sim.dataset.malformed_keys(e, ever, far, kind="stray_quote") for e in Endpoint}
         assert [len(keys) for keys in stray.values()] == [1, 1], "one, so the count stays odd"
-        assert await sync_command(settings_for(sim, clean_db)) == 0
+        assert await sync_command(settings_for(sim, clean_db, SYNC_RAW_PATH=raw)) == 0
         for endpoint in Endpoint:
             await assert_equals_truth(clean_db, sim, endpoint)
             assert sim.stats.count(endpoint.csv_path) == 1, "no retry, no split"

@@ -55,11 +55,6 @@ def stats(monkeypatch: pytest.MonkeyPatch) -> RawStats:
     return counted
 
 
-def typed_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every window take the typed path, as a header with an unknown column does."""
-    monkeypatch.setattr(syncer.sync, "raw_columns", lambda endpoint, names: None)
-
-
 # --- the whole engine, both paths, against the simulator ---------------------------------------
 
 CASES: dict[str, dict[str, Any]] = {
@@ -80,13 +75,9 @@ THREE_FILES = [
 
 @pytest.mark.parametrize("path", ["raw", "typed"])
 @pytest.mark.parametrize("case", list(CASES))
-async def test_both_paths_equal_truth(
-    case: str, path: str, clean_db: str, stats: RawStats, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if path == "typed":
-        typed_only(monkeypatch)
+async def test_both_paths_equal_truth(case: str, path: str, clean_db: str, stats: RawStats) -> None:
     async with FakeApi(sim_config(**CASES[case])) as sim:
-        settings = settings_for(sim, clean_db, SYNC_BATCH_ROWS=40)
+        settings = settings_for(sim, clean_db, SYNC_BATCH_ROWS=40, SYNC_RAW_PATH=path == "raw")
         data = sim.dataset
         data.add(Endpoint.CHANGES, change_id="recent", files=THREE_FILES)
         assert await sync_command(settings) == 0
@@ -115,13 +106,12 @@ async def test_both_paths_equal_truth(
 
 
 async def test_rows_written_by_one_path_are_unchanged_for_the_other(
-    clean_db: str, stats: RawStats, monkeypatch: pytest.MonkeyPatch
+    clean_db: str, stats: RawStats
 ) -> None:
     async with FakeApi(sim_config(privacy_mode="0.3")) as sim:
         settings = settings_for(sim, clean_db, SYNC_BATCH_ROWS=100)
-        with monkeypatch.context() as patch:
-            typed_only(patch)
-            assert await sync_command(settings) == 0
+        typed = settings_for(sim, clean_db, SYNC_BATCH_ROWS=100, SYNC_RAW_PATH=False)
+        assert await sync_command(typed) == 0
         assert stats.raw == 0
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
