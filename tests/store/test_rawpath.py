@@ -13,7 +13,6 @@ import pytest
 
 import syncer.store.rawsql
 import syncer.store.writer
-import syncer.sync
 from syncer.commands import sync_command
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
