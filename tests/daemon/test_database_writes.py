@@ -23,21 +23,6 @@ from tests.truth import assert_equals_truth
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-async def daemons(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
-    """A factory of daemons, every one killed at the end if still running."""
-    started: list[Daemon] = []
-
-    async def start(api_url: str, database_url: str, **env: str) -> Daemon:
-        daemon = await Daemon.start(tmp_path, api_url, database_url, **env)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        await daemon.kill()
-
-
 def _admin_url(url: str) -> str:
     return to_libpq_url(url).rsplit("/", 1)[0] + "/postgres"
 

@@ -5,7 +5,6 @@ the raw path and the typed path, within a block, across batches and across write
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,7 +17,6 @@ from syncer.parse.blocks import RawBlock, header_names, is_plain, raw_columns
 from syncer.parse.rows import Rejected
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch, RawBatch
-from syncer.store.db import to_libpq_url
 from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
@@ -97,19 +95,6 @@ async def write(
             )
         assert not [e for e in logs if e["event"] == "raw_block_read_typed"], "took the raw path"
         return counts
-
-
-@pytest.fixture
-async def store(clean_db: str) -> AsyncIterator[Store]:
-    async with Store.connect(clean_db) as s:
-        yield s
-
-
-@pytest.fixture
-async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(to_libpq_url(clean_db))
-    yield c
-    await c.close()
 
 
 async def messages(conn: asyncpg.Connection) -> dict[str, tuple[str, datetime]]:

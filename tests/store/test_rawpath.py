@@ -4,7 +4,7 @@ the same mark — and both equal the simulator's truth, row by row."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -317,13 +317,6 @@ async def write_each(
                 counts = await writer.write(batch, run_id="r", turn=MARK)
                 results.append((counts, batch.newest))
     return results
-
-
-@pytest.fixture
-async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(to_libpq_url(clean_db))
-    yield c
-    await c.close()
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ set, bad rows quarantined with their text, and a high-water mark that never move
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,7 +13,6 @@ from syncer.endpoints import Endpoint
 from syncer.parse.rows import Rejected
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch
-from syncer.store.db import to_libpq_url
 from syncer.store.mark import ALONE, Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
@@ -76,19 +74,6 @@ async def write_batch(
     async with BatchWriter.open(store) as writer:
         turn = ALONE if mark is None else Turn(window_newest, advance=True)
         return await writer.write(batch, run_id=run_id, turn=turn)
-
-
-@pytest.fixture
-async def store(clean_db: str) -> AsyncIterator[Store]:
-    async with Store.connect(clean_db) as s:
-        yield s
-
-
-@pytest.fixture
-async def conn(clean_db: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(to_libpq_url(clean_db))
-    yield c
-    await c.close()
 
 
 async def test_insert_then_unchanged_then_update(store: Store, conn: asyncpg.Connection) -> None:
