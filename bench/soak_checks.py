@@ -84,8 +84,14 @@ def difference(
 async def equal_to_truth(
     conn: asyncpg.Connection, sim: FakeApi, history: dict[str, list[str]]
 ) -> dict[Endpoint, str]:
-    """Per endpoint, '' when the table equals the truth, else what differs."""
-    return {e: difference(await stored(conn, e), truth(sim, e), history) for e in Endpoint}
+    """Per endpoint, '' when the table equals the truth, else what differs.
+
+    One snapshot for every table: the daemon keeps running passes while this reads, and a
+    change committed between reading the changes and reading their files is not a difference.
+    """
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = {e: await stored(conn, e) for e in Endpoint}
+    return {e: difference(rows[e], truth(sim, e), history) for e in Endpoint}
 
 
 async def quarantined(
