@@ -67,12 +67,19 @@ class OrderedWriter:
         self._sent = 0  # batches queued
         self._committed = 0  # batches committed (they commit in order)
         self._turns = asyncio.Condition()
-        self._lanes = [asyncio.create_task(self._lane()) for _ in range(lanes)]
+        self._max_lanes = lanes
+        self._lanes: list[asyncio.Task[None]] = []
 
     async def put(self, batch: Batch | RawBatch) -> None:
         """Queue a batch (waits while every lane is busy); a lane's failure is raised here."""
         self._sent += 1
         await self._put(_Item(self._sent, batch, advance=False))
+
+    def _open_lane(self) -> None:
+        # Lanes open as batches come: a window of one batch (an incremental pass) takes one
+        # connection, not a second one it would never write on.
+        if len(self._lanes) < self._max_lanes:
+            self._lanes.append(asyncio.create_task(self._lane()))
 
     async def finish(self, batch: Batch | RawBatch, *, advance: bool) -> BatchCounts:
         """Queue the window's final batch, which commits last and, with `advance`, moves the
@@ -98,6 +105,8 @@ class OrderedWriter:
                 pass
 
     async def _put(self, item: _Item | None) -> None:
+        if item is not None:
+            self._open_lane()
         # A write failure ends its lane: re-raise it rather than wait on a queue nobody reads.
         for task in self._lanes:
             if task.done():

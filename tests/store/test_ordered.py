@@ -124,6 +124,18 @@ async def test_commits_follow_stream_order_when_the_second_lane_is_ready_first()
     assert world.opened == world.closed == 2
 
 
+async def test_a_window_of_one_batch_opens_one_connection() -> None:
+    world = World()
+    writer = world.writer()
+    try:
+        counts = await writer.finish(batch("only", 1), advance=True)
+    finally:
+        await writer.abort()
+    assert world.commits == [("only", T0 + timedelta(minutes=1))]
+    assert counts == BatchCounts(inserted=1)
+    assert world.opened == world.closed == 1, "the second lane opens with a second batch"
+
+
 @pytest.mark.parametrize("advance", [True, False])
 async def test_the_final_batch_commits_last_with_the_windows_newest_as_mark(advance: bool) -> None:
     world = World(held=("b1",))
