@@ -9,7 +9,10 @@ it the typed way, which names and quarantines the bad rows one by one. A raise i
 `'!' || value` cast to bigint: never valid, never folded early.
 
 The typed and raw paths define `files_digest` alike: md5 of the jsonb text of the file list
-as `[[file_name, file_extension, lines_added, lines_deleted, extra], …]` in file order.
+as `[[file_name, file_extension, lines_added, lines_deleted, extra], …]` in file order. The raw
+path also records `metadata_digest`, the md5 of the metadata text it typed them from: a change
+re-served with the same text keeps its stored file rows and `files_digest` unparsed (most of an
+unchanged reload's time was parsing that JSON), and only its other columns are compared.
 """
 
 from __future__ import annotations
@@ -103,7 +106,11 @@ def stage_ddl(endpoint: Endpoint) -> str:
         f"CREATE TEMP TABLE IF NOT EXISTS stage_raw_{endpoint.value} (ord bigserial, {texts})",
         f"CREATE TEMP TABLE IF NOT EXISTS stage_ready_{endpoint.value} "
         f"(ord bigint, {typed_columns(endpoint)}, extra jsonb"
-        + (", files_digest text)" if endpoint is Endpoint.CHANGES else ")"),
+        + (
+            ", files_digest text, metadata_digest text, files_kept boolean)"
+            if endpoint is Endpoint.CHANGES
+            else ")"
+        ),
     ]
     if endpoint is Endpoint.CHANGES:
         files = ", ".join(f"{key.column} {_SQL_TYPE[key.kind]}" for key in FILE_KEYS)
@@ -113,8 +120,9 @@ def stage_ddl(endpoint: Endpoint) -> str:
         )
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
-            "ins boolean)"
+            "ins boolean, kept boolean)"
         )
+        ddl.append("CREATE TEMP TABLE IF NOT EXISTS stage_raw_kept (ord bigint, kept_digest text)")
     return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
 
 
@@ -132,6 +140,7 @@ def guarded_upsert(
     source: str,
     returning: str,
     select: dict[str, str] | None = None,
+    carried: tuple[str, ...] = (),
 ) -> str:
     """`INSERT … SELECT … ON CONFLICT DO UPDATE` that compares before updating (both paths).
 
@@ -139,12 +148,13 @@ def guarded_upsert(
     leaves no dead tuples and fires no triggers; and a row older than the stored one (an
     earlier `created_at`: a commit's version from before it was amended) never overwrites it,
     whichever batch or pass serves it. `select` maps a column to the expression that produces
-    it from `source` (default: the column itself).
+    it from `source` (default: the column itself); `carried` columns are written with the row
+    but not compared (bookkeeping that describes the values, like `metadata_digest`).
     """
     key = endpoint.key
-    values = [c for c in names if c != key]
     exprs = ", ".join((select or {}).get(c, c) for c in names)
-    assign = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
+    assign = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != key)
+    values = [c for c in names if c != key and c not in carried]
     old = ", ".join(f"t.{c}" for c in values)
     new = ", ".join(f"EXCLUDED.{c}" for c in values)
     return (
@@ -176,9 +186,19 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
             f"SELECT ord, jsonb_agg(jsonb_build_array({entry}) ORDER BY file_index) AS files "
             "FROM stage_raw_files GROUP BY ord"
         )
-        source = f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord)"
-        conv += ", coalesce(f.files, '[]'::jsonb) AS files"
-        more = ", md5(files::text) AS files_digest"
+        source = (
+            f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord) "
+            "LEFT JOIN stage_raw_kept k USING (ord)"
+        )
+        conv += (
+            ", coalesce(f.files, '[]'::jsonb) AS files, k.kept_digest, "
+            "md5(s.metadata_json) AS metadata_digest"
+        )
+        # A kept change's files are the stored ones: so is their digest (md5 never runs).
+        more = (
+            ", coalesce(kept_digest, md5(files::text)) AS files_digest, metadata_digest, "
+            "kept_digest IS NOT NULL AS files_kept"
+        )
     if decimal_only:
         ints = ", ".join(c.name for c in columns if c.kind is Kind.INT)
         source += (
@@ -186,7 +206,7 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
         )
     return (
         f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra"
-        + (", files_digest) " if more else ") ")
+        + (", files_digest, metadata_digest, files_kept) " if more else ") ")
         + _winners(endpoint, conv, names, source, more)
     )
 
@@ -202,14 +222,27 @@ def _apply_sql(endpoint: Endpoint) -> str:
     if endpoint is Endpoint.COMMITS:
         upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
         return f"WITH up AS ({upsert}) {tail}FROM up"
+    # A change whose files were kept at staging time must still hold them now (the other
+    # lane's previous block may have served it anew): else the block is read the typed way.
+    # Correlated subqueries (here and in `_KEEP_SQL`): one probe of the primary key per row,
+    # never a join that the planner might turn into a scan of the whole table.
+    stale = (
+        f"(SELECT r.change_id FROM {ready} r WHERE r.files_kept AND (SELECT t.metadata_digest "
+        "FROM ai_code_changes t WHERE t.change_id = r.change_id) IS DISTINCT FROM "
+        "r.metadata_digest LIMIT 1)"
+    )
     upsert = guarded_upsert(
-        endpoint, [*names, "extra", "files_digest"], ready, "change_id, (xmax = 0) AS ins"
+        endpoint,
+        [*names, "extra", "files_digest", "metadata_digest"],
+        f"{ready} WHERE CASE WHEN {stale} IS NULL THEN true ELSE {_fail(stale)} > 0 END",
+        "change_id, (xmax = 0) AS ins",
+        carried=("metadata_digest",),
     )
     return (
         f"WITH up AS ({upsert}), "
-        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins) "
-        f"SELECT up.change_id, r.ord, up.ins FROM up JOIN {ready} r USING (change_id) "
-        f"RETURNING ins) {tail}FROM w"
+        "w AS (INSERT INTO stage_raw_written (change_id, ord, ins, kept) "
+        f"SELECT up.change_id, r.ord, up.ins, r.files_kept FROM up JOIN {ready} r "
+        f"USING (change_id) RETURNING ins) {tail}FROM w"
     )
 
 
@@ -246,8 +279,15 @@ _FILES_SQL = (
     + " - ".join(f"'{key}'" for key in _FILE_JSON)
     + ", '{}'::jsonb) FROM stage_raw_changes s "
     f"CROSS JOIN LATERAL jsonb_array_elements({_METADATA}) WITH ORDINALITY AS e(v, i) "
-    "WHERE s.metadata_json <> '' AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true "
-    f"ELSE {_fail('e.v')} > 0 END"
+    "WHERE s.metadata_json <> '' AND s.ord NOT IN (SELECT ord FROM stage_raw_kept) "
+    f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {_fail('e.v')} > 0 END"
+)
+#: The changes whose metadata text is the one their stored file rows were typed from.
+_KEEP_SQL = (
+    "INSERT INTO stage_raw_kept SELECT ord, kept_digest FROM (SELECT s.ord, (SELECT "
+    "t.files_digest FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
+    "t.metadata_digest = md5(s.metadata_json)) AS kept_digest FROM stage_raw_changes s) k "
+    "WHERE kept_digest IS NOT NULL"
 )
 
 
@@ -255,7 +295,7 @@ _PREPARE = {(e, strict): _prepare_sql(e, strict) for e in Endpoint for strict in
 _APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
 _DELETE_FILES = (
     "DELETE FROM ai_code_change_files f USING stage_raw_written w "
-    "WHERE f.change_id = w.change_id AND NOT w.ins"
+    "WHERE f.change_id = w.change_id AND NOT w.ins AND NOT w.kept"
 )
 _INSERT_FILES = (
     f"INSERT INTO ai_code_change_files ({', '.join(FILE_COLUMNS)}) SELECT w.change_id, "
@@ -278,6 +318,7 @@ async def prepare_raw(
         f"stage_raw_{endpoint.value}", source=memoryview(data), columns=columns, format="csv"
     )
     if endpoint is Endpoint.CHANGES:
+        await conn.execute(_KEEP_SQL)
         await conn.execute(_FILES_SQL)
     await conn.execute(_PREPARE[endpoint, conn.get_server_version().major >= 16])
 

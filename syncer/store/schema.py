@@ -74,6 +74,9 @@ ai_code_changes = Table(
     Column("extra", JSONB),
     # md5 of the file list as received: lets an upsert skip rewriting unchanged file rows.
     Column("files_digest", Text),
+    # md5 of the metadata JSON text the file rows were typed from (raw path; else NULL): a
+    # reload whose text has the same md5 keeps the file rows without parsing it again.
+    Column("metadata_digest", Text),
     _ts("synced_at", nullable=False, now=True),
     Index("ix_ai_code_changes_created_at", "created_at"),
     Index("ix_ai_code_changes_user_email", "user_email"),

@@ -53,7 +53,12 @@ _STAGE_CHANGES = _stage_ddl("stage_changes", Endpoint.CHANGES, "extra text, file
 
 
 # Both paths define the digest alike (see syncer.store.rawsql): md5 of the file list's jsonb text.
-_SELECT = {"extra": "extra::jsonb", "files_digest": "md5(files::jsonb::text)"}
+# The typed path keeps no metadata text: its file rows are never kept by a later reload.
+_SELECT = {
+    "extra": "extra::jsonb",
+    "files_digest": "md5(files::jsonb::text)",
+    "metadata_digest": "NULL::text",
+}
 
 
 _UPSERT_COMMITS = (
@@ -67,10 +72,11 @@ _UPSERT_CHANGES = (
     "WITH up AS ("
     + guarded_upsert(
         Endpoint.CHANGES,
-        [*_CHANGE_COLS, "extra", "files_digest"],
+        [*_CHANGE_COLS, "extra", "files_digest", "metadata_digest"],
         "stage_changes",
         "change_id, (xmax = 0) AS ins",
         _SELECT,
+        carried=("metadata_digest",),
     )
     + ") SELECT change_id, ins FROM up"
 )

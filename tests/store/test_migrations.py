@@ -51,6 +51,7 @@ CONTRACT_COLUMNS = {
         "extra": "jsonb",
         "files_digest": "text",
         "synced_at": "timestamp with time zone",
+        "metadata_digest": "text",
     },
     "ai_code_change_files": {
         "change_id": "text",
