@@ -175,8 +175,8 @@ async def rebuild_indexes(store: Store) -> list[str]:
     rebuilt: list[str] = []
     for endpoint in Endpoint:
         try:
-            async with store.endpoint_lock(endpoint, wait=False):
-                rebuilt += await store.restore_indexes(endpoint)
+            async with store.endpoint_lock(endpoint, wait=False) as held:
+                rebuilt += await held.restore_indexes()
         except EndpointBusy:
             continue
     return rebuilt

@@ -40,7 +40,7 @@ from syncer.results import BatchCounts, NoProgress, Outcome, PassResult, Progres
 from syncer.store.batch import Batch, RawBatch
 from syncer.store.mark import may_advance
 from syncer.store.ordered import OrderedWriter
-from syncer.store.store import Store
+from syncer.store.store import LockedEndpoint, Store
 from syncer.store.writer import BatchWriter
 from syncer.timespec import isoformat_z, parse_spec
 
@@ -94,8 +94,8 @@ class Pass:
         started = self._started = monotonic()
         bound = log.bind(run_id=self.run_id, endpoint=self.endpoint.value, command=self.command)
         try:
-            async with self.store.endpoint_lock(self.endpoint, wait=self.wait_for_lock):
-                await self._locked_run(result, bound)
+            async with self.store.endpoint_lock(self.endpoint, wait=self.wait_for_lock) as held:
+                await self._locked_run(held, result, bound)
         except EndpointBusy as exc:
             result.outcome, result.error = Outcome.SKIPPED, exc
             bound.info("pass_skipped", reason=str(exc))
@@ -109,10 +109,13 @@ class Pass:
         return result
 
     async def _locked_run(
-        self, result: PassResult, bound: structlog.typing.FilteringBoundLogger
+        self,
+        held: LockedEndpoint,
+        result: PassResult,
+        bound: structlog.typing.FilteringBoundLogger,
     ) -> None:
         now = datetime.now(timezone.utc)
-        mark = await self.store.high_water_mark(self.endpoint)
+        mark = await held.high_water_mark()
         start = self.since or (
             mark - self.settings.sync_lookback
             if mark
@@ -123,8 +126,8 @@ class Pass:
         size = min(self.settings.sync_window, self.api.window_caps.get(self.endpoint, _MAX_SPAN))
         windows = plan_windows(start, end, size, open_end=self.until is None)
         self.progress.planned(self.endpoint, len(windows))
-        aside = await self._indexes_aside(end - start)
-        row_id = await self.store.start_run(self.run_id, self.endpoint, self.command, start, end)
+        aside = await self._indexes_aside(held, end - start)
+        row_id = await held.start_run(self.run_id, self.command, start, end)
         requests = self.api.requests(self.endpoint)  # this pass's are counted from here
         try:
             for window in windows:
@@ -135,7 +138,7 @@ class Pass:
                 self.progress.window_done(self.endpoint, window)
             if aside:  # built within the pass's time: a first load costs its indexes
                 aside = False
-                await self.store.restore_indexes(self.endpoint)
+                await held.restore_indexes()
             result.outcome = Outcome.SUCCESS
         except Interrupted:  # asked to stop: what was committed stays, and is counted
             aside = False  # a stop does not wait for index builds: the next command does them
@@ -145,17 +148,16 @@ class Pass:
             aside = False  # as for a stop (status warns until the next command rebuilds them)
             result.outcome, result.counts = Outcome.INTERRUPTED, self._kept
             result.requests = self.api.requests(self.endpoint) - requests
-            await _quietly(self._finish(row_id, result, None))
+            await _quietly(self._finish(held, row_id, result, None))
             raise
         except SyncerError as exc:
             result.outcome, result.error = Outcome.FAILED, exc
             bound.error("pass_failed", error=str(exc), windows_done=result.windows)
         finally:
             if aside:  # failed: put them back before the lock goes
-                await _quietly(self.store.restore_indexes(self.endpoint))
+                await _quietly(held.restore_indexes())
         result.requests = self.api.requests(self.endpoint) - requests
-        result.high_water_mark = await _quietly(self.store.high_water_mark(self.endpoint))
-        await _quietly(self._finish(row_id, result, result.error))
+        await _quietly(self._finish(held, row_id, result, result.error))
         if result.outcome is Outcome.SUCCESS:
             c = result.counts
             bound.info(
@@ -172,19 +174,22 @@ class Pass:
                 duration_s=round(monotonic() - self._started, 3),
             )
 
-    async def _indexes_aside(self, span: timedelta) -> bool:
+    async def _indexes_aside(self, held: LockedEndpoint, span: timedelta) -> bool:
         """Rebuild the indexes a killed first load left out; then, if the endpoint's tables
         are empty and the range is long, set them aside until the load ends (see
         syncer.store.deferred). Whether they are aside now."""
-        await self.store.restore_indexes(self.endpoint)
-        return span > _SET_ASIDE_SPAN and await self.store.set_indexes_aside(self.endpoint)
+        await held.restore_indexes()
+        return span > _SET_ASIDE_SPAN and await held.set_indexes_aside()
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
-    async def _finish(self, row_id: int, result: PassResult, error: SyncerError | None) -> None:
+    async def _finish(
+        self, held: LockedEndpoint, row_id: int, result: PassResult, error: SyncerError | None
+    ) -> None:
+        """Write the run-log row's end; `result` gets the mark it recorded."""
         c = result.counts
-        await self.store.finish_run(
+        result.high_water_mark = await held.finish_run(
             row_id,
             outcome=result.outcome.value,
             windows=result.windows,
@@ -195,7 +200,6 @@ class Pass:
             rows_deleted=c.deleted,
             requests=result.requests,
             api_format="+".join(sorted(self.forms)) or None,
-            high_water_mark=result.high_water_mark,
             error=str(error) if error else "; ".join(result.warnings) or None,
         )
 

@@ -286,7 +286,8 @@ _FILES_SQL = (
 _KEEP_SQL = (
     "INSERT INTO stage_raw_kept SELECT ord, kept_digest FROM (SELECT s.ord, (SELECT "
     "t.files_digest FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
-    "t.metadata_digest = md5(s.metadata_json)) AS kept_digest FROM stage_raw_changes s) k "
+    "t.metadata_digest = md5(s.metadata_json)) AS kept_digest FROM stage_raw_changes s "
+    "OFFSET 0) k "  # OFFSET 0: probe once per row, not again for the select list
     "WHERE kept_digest IS NOT NULL"
 )
 

@@ -2,21 +2,24 @@
 
 The hot path (staged COPY upserts, child-row replacement, quarantine, the mark) is
 `BatchWriter` in syncer.store.writer, on asyncpg directly, on a connection it takes from the
-store (`BatchWriter.open(store)`); everything else goes through SQLAlchemy.
+store (`BatchWriter.open(store)`). A pass's own bookkeeping (the mark, its run-log row, a first
+load's indexes) runs on the connection that holds its endpoint's lock (`LockedEndpoint`), also
+in plain SQL: a short pass is mostly these few statements, and each pool checkout or implicit
+transaction around them was a round trip more. The rest goes through SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,9 +35,20 @@ from syncer.store.db import (
     redact,
     to_libpq_url,
 )
-from syncer.store.schema import sync_runs, sync_state
+from syncer.store.schema import sync_runs
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+_MARK = "SELECT high_water_mark FROM sync_state WHERE endpoint = $1"
+#: A pass's run-log row; an older one of the endpoint still `running` was left by a process
+#: that died: it is marked abandoned in the same statement.
+_START_RUN = (
+    f"WITH stale AS (UPDATE sync_runs SET outcome = '{Outcome.ABANDONED.value}', "
+    f"finished_at = now() WHERE endpoint = $2 AND outcome = '{Outcome.RUNNING.value}') "
+    "INSERT INTO sync_runs (run_id, endpoint, command, window_start, window_end, outcome) "
+    f"VALUES ($1, $2, $3, $4, $5, '{Outcome.RUNNING.value}') RETURNING id"
+)
 
 
 def _lock_key(endpoint: Endpoint) -> int:
@@ -110,11 +124,14 @@ class Store:
     # -- locking -------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def endpoint_lock(self, endpoint: Endpoint, *, wait: bool) -> AsyncIterator[None]:
+    async def endpoint_lock(
+        self, endpoint: Endpoint, *, wait: bool
+    ) -> AsyncIterator[LockedEndpoint]:
         """Hold the endpoint's advisory lock: one writer per endpoint across all processes.
 
         With `wait=False`, raise EndpointBusy at once when another process holds it.
-        The lock is tied to a connection, so a crashed holder releases it automatically.
+        The lock is tied to a connection, so a crashed holder releases it automatically;
+        the holder's bookkeeping runs on that connection (see `LockedEndpoint`).
         """
         async with self.raw() as conn:
             key = _lock_key(endpoint)
@@ -124,22 +141,9 @@ class Store:
                 log.info("endpoint_lock_wait", endpoint=endpoint.value)
                 await conn.execute("SELECT pg_advisory_lock($1)", key)
             try:
-                yield
+                yield LockedEndpoint(self, conn, endpoint)
             finally:
                 await _unlock(conn, key)
-
-    # -- a first load's indexes (syncer.store.deferred) ----------------------------------------
-
-    async def set_indexes_aside(self, endpoint: Endpoint) -> bool:
-        """Drop the endpoint's secondary indexes if its tables are empty; whether it did.
-        Hold the endpoint's lock, and `restore_indexes` when the load ends."""
-        async with self.raw() as conn:
-            return await deferred.set_aside(conn, endpoint)
-
-    async def restore_indexes(self, endpoint: Endpoint) -> list[str]:
-        """Build whatever of the endpoint's declared indexes is missing (hold its lock)."""
-        async with self.raw() as conn:
-            return await deferred.restore(conn, endpoint)
 
     async def missing_indexes(self, endpoint: Endpoint) -> list[str]:
         """The endpoint's declared indexes (and foreign key) that are missing now."""
@@ -150,46 +154,9 @@ class Store:
 
     async def high_water_mark(self, endpoint: Endpoint) -> datetime | None:
         """The stored mark of an endpoint, None before its first complete window."""
-        async with self._sql() as conn:
-            result = await conn.execute(
-                select(sync_state.c.high_water_mark).where(sync_state.c.endpoint == endpoint.value)
-            )
-            mark: datetime | None = result.scalar_one_or_none()
+        async with self.raw() as conn:
+            mark: datetime | None = await conn.fetchval(_MARK, endpoint.value)
             return mark
-
-    async def start_run(
-        self, run_id: str, endpoint: Endpoint, command: str, start: datetime, end: datetime
-    ) -> int:
-        """Insert the run-log row of a pass (outcome running); mark older stale runs abandoned."""
-        async with self._sql(begin=True) as conn:
-            await conn.execute(
-                sync_runs.update()
-                .where(sync_runs.c.endpoint == endpoint.value)
-                .where(sync_runs.c.outcome == Outcome.RUNNING.value)
-                .values(outcome=Outcome.ABANDONED.value, finished_at=func.now())
-            )
-            result = await conn.execute(
-                sync_runs.insert()
-                .values(
-                    run_id=run_id,
-                    endpoint=endpoint.value,
-                    command=command,
-                    window_start=start,
-                    window_end=end,
-                    outcome=Outcome.RUNNING.value,
-                )
-                .returning(sync_runs.c.id)
-            )
-            return int(result.scalar_one())
-
-    async def finish_run(self, row_id: int, **values: Any) -> None:
-        """Record how a pass ended (outcome, counts, error, mark)."""
-        async with self._sql(begin=True) as conn:
-            await conn.execute(
-                sync_runs.update()
-                .where(sync_runs.c.id == row_id)
-                .values(finished_at=func.now(), **values)
-            )
 
     async def log_skipped(self, run_id: str, endpoint: Endpoint, command: str, reason: str) -> None:
         """Record a pass that did not run because the endpoint was busy."""
@@ -222,4 +189,58 @@ class Store:
             raise
 
 
-__all__: Sequence[str] = ("BatchCounts", "Outcome", "Store")
+class LockedEndpoint:
+    """A pass's bookkeeping on the connection that holds its endpoint's lock (autocommit):
+    the mark, its run-log row, a first load's indexes (syncer.store.deferred)."""
+
+    def __init__(self, store: Store, conn: asyncpg.Connection, endpoint: Endpoint) -> None:
+        self._store = store
+        self._conn = conn
+        self.endpoint = endpoint
+
+    async def high_water_mark(self) -> datetime | None:
+        """The endpoint's stored mark, None before its first complete window."""
+        mark: datetime | None = await self._run(lambda c: c.fetchval(_MARK, self.endpoint.value))
+        return mark
+
+    async def start_run(self, run_id: str, command: str, start: datetime, end: datetime) -> int:
+        """Insert the pass's run-log row (outcome running); the id of that row."""
+        values = (run_id, self.endpoint.value, command, start, end)
+        return int(await self._run(lambda c: c.fetchval(_START_RUN, *values)))
+
+    async def finish_run(self, row_id: int, **values: Any) -> datetime | None:
+        """Record how the pass ended (outcome, counts, error) with the endpoint's mark now;
+        that mark. Should the lock's connection be gone (the server restarted), on another."""
+        names = list(values)
+        sql = (
+            "UPDATE sync_runs SET finished_at = now(), high_water_mark = (SELECT "
+            "high_water_mark FROM sync_state WHERE endpoint = sync_runs.endpoint), "
+            + ", ".join(f"{name} = ${n}" for n, name in enumerate(names, start=2))
+            + " WHERE id = $1 RETURNING high_water_mark"
+        )
+        args = [values[name] for name in names]
+        mark: datetime | None = await self._run(lambda c: c.fetchval(sql, row_id, *args), anew=True)
+        return mark
+
+    async def set_indexes_aside(self) -> bool:
+        """Drop the endpoint's secondary indexes if its tables are empty; whether it did.
+        `restore_indexes` when the load ends."""
+        return await self._run(lambda c: deferred.set_aside(c, self.endpoint))
+
+    async def restore_indexes(self) -> list[str]:
+        """Build whatever of the endpoint's declared indexes is missing."""
+        return await self._run(lambda c: deferred.restore(c, self.endpoint))
+
+    async def _run(
+        self, statement: Callable[[asyncpg.Connection], Awaitable[T]], *, anew: bool = False
+    ) -> T:
+        try:
+            return await statement(self._conn)
+        except DB_ERRORS as exc:
+            if not anew:
+                raise database_error("database error", exc) from exc
+        async with self._store.raw() as conn:  # converts a failure (and drops a read-only pool)
+            return await statement(conn)
+
+
+__all__: Sequence[str] = ("BatchCounts", "LockedEndpoint", "Outcome", "Store")
