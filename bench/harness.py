@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KEY = "bench-key"
 TRACED = Path(__file__).with_name("traced.py")
@@ -145,9 +147,8 @@ class Run:
         return self.rows / self.seconds
 
 
-def run_syncer(sim: str, db: str, *command: str) -> Run:
-    """Run a syncer command under the stage timers (bench/traced.py) in a subprocess."""
-    env = {
+def _env(sim: str, db: str) -> dict[str, str]:
+    return {
         **os.environ,
         "CURSOR_API_KEY": KEY,
         "CURSOR_API_BASE_URL": sim,
@@ -157,6 +158,37 @@ def run_syncer(sim: str, db: str, *command: str) -> Run:
         "SYNC_LOG_FORMAT": "json",
         "SYNC_WINDOW": "30d",
     }
+
+
+def run_daemon(sim: str, db: str, seconds: float, interval_s: int) -> dict[str, Any]:
+    """Run `syncer run` under the stage timers for `seconds`, then stop it (SIGTERM); what
+    traced.py recorded (`passes`: each pass's wall time and API wait, per endpoint)."""
+    env = _env(sim, db) | {
+        "SYNC_INTERVAL": f"{interval_s}s",
+        "SYNC_HTTP_PORT": str(free_port()),
+        "SYNC_HTTP_HOST": "127.0.0.1",
+        "SYNC_RESCAN_INTERVAL": "0",
+    }
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(TRACED), out.name, "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise SystemExit(f"syncer run failed: {err.decode()[-2000:]}")
+        traced: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return traced
+
+
+def run_syncer(sim: str, db: str, *command: str) -> Run:
+    """Run a syncer command under the stage timers (bench/traced.py) in a subprocess."""
+    env = _env(sim, db)
     psql(db, "-c", "CHECKPOINT")
     last_id = psql(db, "-c", "SELECT coalesce(max(id), 0) FROM sync_runs")
     with tempfile.NamedTemporaryFile(suffix=".json") as out:

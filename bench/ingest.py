@@ -13,7 +13,9 @@ rounds' figures and of their ratios. Per round, in one fresh database:
   unchanged reload (change rows and file rows rewritten counted);
 then, in a second fresh database and a simulator a tenth of the size with live rows: a first
 load (peak RSS at the smaller size) and, after a pause, `syncer sync` — the incremental pass,
-whose engine time (the pass minus waiting for the API) is reported.
+whose engine time (the pass minus waiting for the API) is reported — and then the daemon
+(`syncer run`) with the same pause as its interval: the median engine time of its passes on
+warm connections (all but each endpoint's first).
 Each syncer load prints where its time went (bench/traced.py). Needs `psql`.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +38,7 @@ from harness import (
     download_csv,
     fresh_database,
     load_average,
+    run_daemon,
     run_syncer,
     simulator,
     writes,
@@ -47,6 +51,9 @@ STAGES += ("indexes", "other", "pass")
 BACKFILL = ("backfill", "--since", "31d", "--endpoint")
 #: live rows a minute in the small simulator, and the pause before the incremental pass
 LIVE_RATE, PAUSE_S = 1200, 15
+#: the daemon's interval (its passes read as many new rows as `syncer sync` after the pause),
+#: and how long it runs: a first pass on cold connections, then warm ones
+DAEMON_INTERVAL_S, DAEMON_S = PAUSE_S, 4 * PAUSE_S + 5
 
 
 def _record(out: Figures, name: str, run: Run, endpoint: str) -> None:
@@ -113,6 +120,11 @@ def small_round(server: str, commits: int, changes: int) -> Figures:
             stages = inc.stages.get(endpoint, {})
             engine = stages.get("pass", 0.0) - stages.get("http_cut", 0.0)
             out[f"inc_{endpoint}_engine_ms"] = engine * 1000
+        daemon = run_daemon(sim, db, DAEMON_S, DAEMON_INTERVAL_S)["passes"]
+        for endpoint in ("commits", "changes"):
+            warm = [wall - api for wall, api in daemon.get(endpoint, [])[1:]]
+            out[f"daemon_{endpoint}_engine_ms"] = statistics.median(warm) * 1000
+            out["daemon_passes"] = len(warm)
     return out
 
 

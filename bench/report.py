@@ -111,3 +111,8 @@ def print_report(rounds: list[Figures], indent: str = "  ") -> None:
         f"commits / changes; {m('inc_new'):,.0f} new rows of {m('inc_rows'):,.0f} read "
         "(target < 50 ms)",
     )
+    line(
+        "syncer run (daemon), engine time of a pass",
+        f"{m('daemon_commits_engine_ms'):.0f} / {m('daemon_changes_engine_ms'):.0f} ms",
+        f"commits / changes; median of {m('daemon_passes'):.0f} warm passes (target < 50 ms)",
+    )

@@ -15,6 +15,7 @@ the table it writes. Per endpoint (a context variable set by each pass), in seco
 - `indexes`: a first load's index builds (and their drop) when it sets them aside;
 - `other`: every other statement of the write path (the mark, quarantine, set-up);
 - `pass`: the wall time of the pass, lock to run log.
+Each pass's wall time and API wait are also listed (`passes`), for a daemon's many passes.
 
 Two lanes write at once, so the stages of a load can add up to more than its wall time.
 OUT.json also gets the process's peak RSS (MB) and CPU seconds.
@@ -42,6 +43,8 @@ _endpoint: contextvars.ContextVar[str] = contextvars.ContextVar("endpoint", defa
 _in_stream: contextvars.ContextVar[bool] = contextvars.ContextVar("in_stream", default=False)
 _totals: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
 _others: defaultdict[str, float] = defaultdict(float)  # "other" statements by their start
+#: per endpoint, each pass's (wall seconds, seconds waiting for the API): a daemon's passes
+_passes: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
 _RULES = [
     (re.compile(r"^\s*(COMMIT|RELEASE SAVEPOINT)", re.I), "commit"),
     (re.compile(r"^\s*(CREATE INDEX|DROP INDEX|ALTER TABLE)", re.I), "indexes"),
@@ -112,12 +115,15 @@ def _wrap_stream(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_pass(method: Callable[..., Any]) -> Callable[..., Any]:
     async def timed(self: sync.Pass) -> Any:
-        _endpoint.set(self.endpoint.value)
-        started = perf_counter()
+        endpoint = self.endpoint.value
+        _endpoint.set(endpoint)
+        started, api = perf_counter(), _totals[endpoint]["http_cut"]
         try:
             return await method(self)
         finally:
-            _add("pass", perf_counter() - started)
+            seconds = perf_counter() - started
+            _add("pass", seconds)
+            _passes[endpoint].append((seconds, _totals[endpoint]["http_cut"] - api))
 
     return timed
 
@@ -147,6 +153,7 @@ def main() -> int:
                     "cpu_s": usage.ru_utime + usage.ru_stime,
                     "stages": {e: dict(stages) for e, stages in _totals.items()},
                     "other": dict(sorted(_others.items(), key=lambda kv: -kv[1])[:12]),
+                    "passes": dict(_passes),
                 },
                 f,
             )

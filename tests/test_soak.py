@@ -17,7 +17,7 @@ CHECKS = {
     "database equals the API's truth, row by row",
     "malformed rows in rejected_rows",
     "429s beyond the injected ones",
-    "/healthz at the end",
+    "/healthz at the end (caught up)",
     "longest unhealthy stretch (faults on)",
     "daemon RSS (last process)",
     "tracebacks in the logs",
