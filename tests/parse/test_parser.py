@@ -318,6 +318,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _line(values: list[str], crlf: bool) -> str:
+    """One CSV line as the API writes it: a field holding a "\\r" or "\\n" is quoted.
+
+    csv.writer quotes only for the characters of its line terminator: with "\\n" a bare
+    "\\r" would go out unquoted and read back as a CRLF line end. So write with "\\r\\n"
+    (which quotes both, as the simulator's `csvtext.quote` does) and end the line as drawn.
+    """
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue() if crlf else out.getvalue()[:-2] + "\n"
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
@@ -330,12 +342,9 @@ def test_property_any_row_survives_the_round_trip(
     data: st.DataObject, endpoint: Endpoint, sizes: list[int], crlf: bool, target: int
 ) -> None:
     rows = data.draw(_rows(endpoint))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n" if crlf else "\n")
-    writer.writerow([column.name for column in endpoint.columns])
-    for row in rows:
-        writer.writerow([_cell(value) for value in row[:-1]])
-    encoded = out.getvalue().encode()
+    lines = [_line([column.name for column in endpoint.columns], crlf)]
+    lines += [_line([_cell(value) for value in row[:-1]], crlf) for row in rows]
+    encoded = "".join(lines).encode()
     chunks, start, turn = [], 0, 0
     while start < len(encoded):
         size = sizes[turn % len(sizes)]
