@@ -20,16 +20,22 @@ from pathlib import Path
 from harness import count, psql, timed_psql
 
 
+def _copy_rate(db: str, table: str, create: str, csv_file: Path, header: str) -> float:
+    """Rows/s of `\\copy` of a CSV into `table`, made by `create` and dropped afterwards."""
+    psql(db, "-c", create)
+    try:
+        seconds = timed_psql(db, f"\\copy {table}({header}) FROM '{csv_file}' CSV HEADER\n")
+        rows = count(db, table)
+    finally:
+        psql(db, "-c", f"DROP TABLE {table}")
+    return rows / seconds
+
+
 def commits_copy(db: str, csv_file: Path, header: str, *, same_schema: bool) -> float:
     """Rows/s of `\\copy` of the commits CSV into an empty keyed or same-schema table."""
     like = "INCLUDING ALL" if same_schema else "INCLUDING DEFAULTS, PRIMARY KEY (commit_hash)"
-    psql(db, "-c", f"CREATE TABLE y_commits (LIKE ai_commits {like})")
-    try:
-        seconds = timed_psql(db, f"\\copy y_commits({header}) FROM '{csv_file}' CSV HEADER\n")
-        rows = count(db, "y_commits")
-    finally:
-        psql(db, "-c", "DROP TABLE y_commits")
-    return rows / seconds
+    create = f"CREATE TABLE y_commits (LIKE ai_commits {like})"
+    return _copy_rate(db, "y_commits", create, csv_file, header)
 
 
 def _typed_changes(table: str, header: str, extra: str = "") -> str:
@@ -45,13 +51,8 @@ def _typed_changes(table: str, header: str, extra: str = "") -> str:
 
 def changes_copy(db: str, csv_file: Path, header: str) -> float:
     """Change rows/s of `\\copy` of the changes CSV into a table keyed on change_id."""
-    psql(db, "-c", _typed_changes("y_keyed", header, ", PRIMARY KEY (change_id)"))
-    try:
-        seconds = timed_psql(db, f"\\copy y_keyed({header}) FROM '{csv_file}' CSV HEADER\n")
-        rows = count(db, "y_keyed")
-    finally:
-        psql(db, "-c", "DROP TABLE y_keyed")
-    return rows / seconds
+    create = _typed_changes("y_keyed", header, ", PRIMARY KEY (change_id)")
+    return _copy_rate(db, "y_keyed", create, csv_file, header)
 
 
 _FILES = (

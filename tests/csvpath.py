@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
 from syncer.endpoints import Endpoint
-from syncer.parse.blocks import BlockCutter, RawBlock
+from syncer.parse.blocks import BlockCutter, RawBlock, header_names, is_plain
 from syncer.parse.parser import parse_block
 from syncer.parse.rows import Rejected, Row
 
@@ -14,6 +14,12 @@ from syncer.parse.rows import Rejected, Row
 WHOLE = 1 << 30
 #: Block sizes that cut test texts: a block per record, a few records per block.
 SMALL = (1, 64)
+
+
+def raw_block(header: str, data: bytes) -> RawBlock:
+    """One block of the records `data` under the CSV `header` line, as `BlockCutter` cuts it."""
+    head = (header + "\n").encode()
+    return RawBlock(head, header_names(head), data, is_plain(data))
 
 
 def cut(chunks: Iterable[bytes], target: int) -> list[RawBlock]:

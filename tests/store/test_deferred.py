@@ -36,6 +36,19 @@ DECLARED = {
 }
 
 
+async def kill_once_loaded(
+    conn: asyncpg.Connection, proc: asyncio.subprocess.Process, *tables: str
+) -> None:
+    """SIGKILL `proc` as soon as each of `tables` holds rows (or after about 30 s)."""
+    for _ in range(3000):
+        counts = [await conn.fetchval(f"SELECT count(*) FROM {table}") for table in tables]
+        if all(counts):
+            break
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+
 async def test_set_aside_only_empty_tables_and_restore_puts_all_back(clean_db: str) -> None:
     conn = await asyncpg.connect(to_libpq_url(clean_db))
     try:
@@ -94,13 +107,7 @@ async def test_killed_mid_first_load_status_warns_and_the_next_command_repairs(
         proc = await run_syncer(env, "sync")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
-            for _ in range(3000):
-                files = await conn.fetchval("SELECT count(*) FROM ai_code_change_files")
-                if files and await conn.fetchval("SELECT count(*) FROM ai_commits"):
-                    break
-                await asyncio.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            await kill_once_loaded(conn, proc, "ai_code_change_files", "ai_commits")
             assert await conn.fetchval("SELECT count(*) FROM ai_commits") < 4000
             for endpoint in Endpoint:
                 assert set(await deferred.missing(conn, endpoint)) == DECLARED[endpoint]
@@ -140,12 +147,7 @@ async def test_killed_mid_first_load_the_next_sync_repairs_before_it_syncs(
         proc = await run_syncer(env, "backfill", "--since", "25d", "--endpoint", "commits")
         conn = await asyncpg.connect(to_libpq_url(clean_db))
         try:
-            for _ in range(3000):
-                if await conn.fetchval("SELECT count(*) FROM ai_commits"):
-                    break
-                await asyncio.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            await kill_once_loaded(conn, proc, "ai_commits")
             assert await deferred.missing(conn, Endpoint.COMMITS)
             sim.faults.chunk_delay = 0.0
             # the table holds rows now: the sync rebuilds the indexes and loads with them

@@ -13,13 +13,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncer.endpoints import Endpoint
-from syncer.parse.blocks import RawBlock, header_names, is_plain, raw_columns
+from syncer.parse.blocks import raw_columns
 from syncer.parse.rows import Rejected
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch, RawBatch
 from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
+from tests.csvpath import raw_block
 
 T1 = datetime(2025, 7, 30, 14, 0, tzinfo=timezone.utc)
 T2 = T1 + timedelta(seconds=1)
@@ -79,9 +80,7 @@ async def write(
     store: Store, endpoint: Endpoint, header: str, records: list[str], path: str
 ) -> BatchCounts:
     """One block on a writer of its own, the raw way or the typed way; moves the mark."""
-    head = (header + "\n").encode()
-    data = "".join(record + "\n" for record in records).encode()
-    block = RawBlock(head, header_names(head), data, is_plain(data))
+    block = raw_block(header, "".join(record + "\n" for record in records).encode())
     columns = raw_columns(endpoint, block.names)
     turn = Turn(advance=True)
     async with BatchWriter.open(store) as writer:

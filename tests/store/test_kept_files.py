@@ -10,11 +10,12 @@ import asyncpg
 import structlog
 
 from syncer.endpoints import Endpoint
-from syncer.parse.blocks import RawBlock, header_names, is_plain, raw_columns
+from syncer.parse.blocks import raw_columns
 from syncer.store.batch import RawBatch
 from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
+from tests.csvpath import raw_block
 
 HEADER = ",".join(c.name for c in Endpoint.CHANGES.columns)
 CREATED = "2025-07-31T00:00:00Z"
@@ -24,14 +25,13 @@ B_PY = '[{"fileName":"b.py","fileExtension":"py","linesAdded":2,"linesDeleted":1
 
 def block(*records: tuple[str, str, str]) -> RawBatch:
     """A raw block of changes: (change_id, model, metadata text) each."""
-    head = (HEADER + "\n").encode()
     quoted = ['"' + metadata.replace('"', '""') + '"' for _, _, metadata in records]
     lines = [
         f"{key},u1,a@b.c,TAB,{model},1,2,{CREATED},{text}\n"
         for (key, model, _), text in zip(records, quoted, strict=True)
     ]
     data = "".join(lines).encode()
-    raw = RawBlock(head, header_names(head), data, is_plain(data))
+    raw = raw_block(HEADER, data)
     columns = raw_columns(Endpoint.CHANGES, raw.names)
     assert columns is not None
     assert raw.plain

@@ -4,7 +4,6 @@ the same mark — and both equal the simulator's truth, row by row."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,13 +15,14 @@ import syncer.store.writer
 from syncer.commands import sync_command
 from syncer.endpoints import Endpoint
 from syncer.fakeapi import FakeApi
-from syncer.parse.blocks import RawBlock, header_names, is_plain, raw_columns
+from syncer.parse.blocks import raw_columns
 from syncer.results import BatchCounts
 from syncer.store.batch import Batch, RawBatch
 from syncer.store.db import to_libpq_url
 from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
+from tests.csvpath import raw_block
 from tests.support import last_runs, settings_for, sim_config
 from tests.truth import EVER, FAR, assert_equals_truth
 
@@ -294,20 +294,17 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
 #: A batch written on its own that moves the mark to its newest created_at.
 MARK = Turn(advance=True)
 
-Write = Callable[[Endpoint, RawBlock], Awaitable[tuple[BatchCounts, datetime | None]]]
-
 
 async def write_each(
     store: Store, endpoint: Endpoint, header: str, records: list[str], raw: bool
 ) -> list[tuple[BatchCounts, datetime | None]]:
     """Each record as a block of its own, then all of them as one block."""
-    head = (header + "\n").encode()
     blocks = [(record + "\n").encode() for record in records]
     blocks.append(b"".join(blocks))
     results = []
     async with BatchWriter.open(store) as writer:
         for data in blocks:
-            block = RawBlock(head, header_names(head), data, is_plain(data))
+            block = raw_block(header, data)
             columns = raw_columns(endpoint, block.names)
             if raw and columns is not None and block.plain:
                 raw_batch = RawBatch(endpoint, columns, block)
