@@ -122,7 +122,10 @@ def stage_ddl(endpoint: Endpoint) -> str:
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_written (change_id text, ord bigint, "
             "ins boolean, kept boolean)"
         )
-        ddl.append("CREATE TEMP TABLE IF NOT EXISTS stage_raw_kept (ord bigint, kept_digest text)")
+        ddl.append(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_raw_kept "
+            "(ord bigint, kept_digest text, kept_metadata text)"
+        )
     return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
 
 
@@ -192,7 +195,7 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
         )
         conv += (
             ", coalesce(f.files, '[]'::jsonb) AS files, k.kept_digest, "
-            "md5(s.metadata_json) AS metadata_digest"
+            "coalesce(k.kept_metadata, md5(s.metadata_json)) AS metadata_digest"
         )
         # A kept change's files are the stored ones: so is their digest (md5 never runs).
         more = (
@@ -224,8 +227,8 @@ def _apply_sql(endpoint: Endpoint) -> str:
         return f"WITH up AS ({upsert}) {tail}FROM up"
     # A change whose files were kept at staging time must still hold them now (the other
     # lane's previous block may have served it anew): else the block is read the typed way.
-    # Correlated subqueries (here and in `_KEEP_SQL`): one probe of the primary key per row,
-    # never a join that the planner might turn into a scan of the whole table.
+    # A correlated subquery (as the lateral one in `_KEEP_SQL`): one probe of the primary key
+    # per row, never a join that the planner might turn into a scan of the whole table.
     stale = (
         f"(SELECT r.change_id FROM {ready} r WHERE r.files_kept AND (SELECT t.metadata_digest "
         "FROM ai_code_changes t WHERE t.change_id = r.change_id) IS DISTINCT FROM "
@@ -282,13 +285,14 @@ _FILES_SQL = (
     "WHERE s.metadata_json <> '' AND s.ord NOT IN (SELECT ord FROM stage_raw_kept) "
     f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {_fail('e.v')} > 0 END"
 )
-#: The changes whose metadata text is the one their stored file rows were typed from.
+#: The changes whose metadata text is the one their stored file rows were typed from, with
+#: the stored digests (the text's md5 is not computed again for them). LIMIT 1 keeps the
+#: lateral subquery a probe per row (it is never pulled up into a join).
 _KEEP_SQL = (
-    "INSERT INTO stage_raw_kept SELECT ord, kept_digest FROM (SELECT s.ord, (SELECT "
-    "t.files_digest FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
-    "t.metadata_digest = md5(s.metadata_json)) AS kept_digest FROM stage_raw_changes s "
-    "OFFSET 0) k "  # OFFSET 0: probe once per row, not again for the select list
-    "WHERE kept_digest IS NOT NULL"
+    "INSERT INTO stage_raw_kept SELECT s.ord, t.files_digest, t.metadata_digest "
+    "FROM stage_raw_changes s CROSS JOIN LATERAL (SELECT t.files_digest, t.metadata_digest "
+    "FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
+    "t.metadata_digest = md5(s.metadata_json) AND t.files_digest IS NOT NULL LIMIT 1) t"
 )
 
 
