@@ -87,6 +87,8 @@ class Pass:
     _started: float = field(default=0.0, init=False, repr=False)
     _kept: BatchCounts = field(default_factory=BatchCounts, init=False, repr=False)
     _warnings: list[str] = field(default_factory=list, init=False, repr=False)
+    #: the pass began on empty tables (it set their indexes aside): see RawBatch.fresh
+    _fresh: bool = field(default=False, init=False, repr=False)
 
     async def run(self) -> PassResult:
         """Take the endpoint's lock, consume every window, and write the run-log row."""
@@ -126,7 +128,7 @@ class Pass:
         size = min(self.settings.sync_window, self.api.window_caps.get(self.endpoint, _MAX_SPAN))
         windows = plan_windows(start, end, size, open_end=self.until is None)
         self.progress.planned(self.endpoint, len(windows))
-        aside = await self._indexes_aside(held, end - start)
+        aside = self._fresh = await self._indexes_aside(held, end - start)
         row_id = await held.start_run(self.run_id, self.command, start, end)
         requests = self.api.requests(self.endpoint)  # this pass's are counted from here
         try:
@@ -316,7 +318,7 @@ class Pass:
                         seen = Seen() if self.prune else None  # a retry serves all again
                     item: Batch | RawBatch
                     if columns is not None and block.plain:
-                        item = RawBatch(endpoint, columns, block)
+                        item = RawBatch(endpoint, columns, block, fresh=self._fresh)
                     else:
                         item = Batch.parse(endpoint, block)
                     if seen is not None:

@@ -65,11 +65,16 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class RawBatch:
-    """A block of CSV records for the raw path, with the COPY column list of its header."""
+    """A block of CSV records for the raw path, with the COPY column list of its header.
+
+    `fresh`: written by a pass that began on empty tables (a first load), so no stored row can
+    be one it serves unchanged, and none is looked up by digest (a probe per row saved).
+    """
 
     endpoint: Endpoint
     columns: list[str]
     block: RawBlock
+    fresh: bool = False
 
     def __len__(self) -> int:
         return len(self.block.data)

@@ -13,6 +13,11 @@ as `[[file_name, file_extension, lines_added, lines_deleted, extra], …]` in fi
 path also records `metadata_digest`, the md5 of the metadata text it typed them from: a change
 re-served with the same text keeps its stored file rows and `files_digest` unparsed (most of an
 unchanged reload's time was parsing that JSON), and only its other columns are compared.
+
+Both endpoints also record `row_digest`, the md5 of the whole record's text (see
+`row_digest`): a row re-served with the text it was typed from is neither typed nor compared
+again, only counted as unchanged. Any other write (the typed path) sets it NULL, so a
+non-NULL digest always names a text whose values are the stored ones.
 """
 
 from __future__ import annotations
@@ -34,6 +39,20 @@ _CANONICAL = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
 _FILE_JSON = tuple(key.json_name for key in FILE_KEYS)
 #: The columns of a file row (`ai_code_change_files`), in table order.
 FILE_COLUMNS = ["change_id", "file_index", *(key.column for key in FILE_KEYS), "extra"]
+#: Changes with every rule that types a record's text into the stored values: the digests
+#: written before then no longer match, so those rows are typed and compared once more.
+ROW_DIGEST_VERSION = 1
+
+
+def row_digest(endpoint: Endpoint, alias: str, metadata_digest: str = "") -> str:
+    """md5 of a staged record's text, column by column in the endpoint's order (a row
+    constructor's text: unambiguous, NULL for a column the CSV lacked). A change's metadata
+    counts by its md5, `metadata_digest`, which is computed anyway (the long text is hashed
+    once)."""
+    texts = [
+        metadata_digest if c.kind is Kind.FILES else f"{alias}.{c.name}" for c in endpoint.columns
+    ]
+    return f"md5(ROW({ROW_DIGEST_VERSION}, {', '.join(texts)})::text)"
 
 
 def _fail(value: str) -> str:
@@ -105,12 +124,14 @@ def stage_ddl(endpoint: Endpoint) -> str:
     ddl = [
         f"CREATE TEMP TABLE IF NOT EXISTS stage_raw_{endpoint.value} (ord bigserial, {texts})",
         f"CREATE TEMP TABLE IF NOT EXISTS stage_ready_{endpoint.value} "
-        f"(ord bigint, {typed_columns(endpoint)}, extra jsonb"
+        f"(ord bigint, {typed_columns(endpoint)}, extra jsonb, row_digest text, same boolean"
         + (
             ", files_digest text, metadata_digest text, files_kept boolean)"
             if endpoint is Endpoint.CHANGES
             else ")"
         ),
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_raw_same_{endpoint.value} "
+        f"(ord bigint, {endpoint.key} text, created_at timestamptz, at tid, version xid)",
     ]
     if endpoint is Endpoint.CHANGES:
         files = ", ".join(f"{key.column} {_SQL_TYPE[key.kind]}" for key in FILE_KEYS)
@@ -177,69 +198,122 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
     """`decimal_only`: the server reads non-decimal integers (PostgreSQL 16+); refuse them.
 
     One check per row over all its integer texts (a check per column costs twice as much).
+    The rows found unchanged by their digest (`stage_raw_same_*`) are not typed: they only
+    take part in choosing each key's winner, with their stored created_at.
     """
     columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
     names = [c.name for c in columns]
     conv = ", ".join(f"{_convert(c)} AS {c.name}" for c in columns)
-    source = f"stage_raw_{endpoint.value}"
-    more = ""
+    where = [f"s.ord NOT IN (SELECT ord FROM stage_raw_same_{endpoint.value})"]
+    if decimal_only:
+        ints = ", ".join(c.name for c in columns if c.kind is Kind.INT)
+        where.append(f"CASE WHEN concat({ints}) ~ '{_RADIX}' THEN {_fail(ints)} > 0 ELSE true END")
+    source = f"stage_raw_{endpoint.value} s WHERE {' AND '.join(where)}"
+    more, same_more = "", ""
+    digest = row_digest(endpoint, "s")
     if endpoint is Endpoint.CHANGES:
         entry = ", ".join([*(key.column for key in FILE_KEYS), "extra"])
         files = (
             f"SELECT ord, jsonb_agg(jsonb_build_array({entry}) ORDER BY file_index) AS files "
             "FROM stage_raw_files GROUP BY ord"
         )
+        # The metadata's md5 is taken once, for both digests that use it.
         source = (
-            f"stage_raw_changes s LEFT JOIN ({files}) f USING (ord) "
-            "LEFT JOIN stage_raw_kept k USING (ord)"
+            "(SELECT s.*, f.files, k.kept_digest, coalesce(k.kept_metadata, "
+            "md5(s.metadata_json)) AS metadata_digest FROM stage_raw_changes s "
+            f"LEFT JOIN ({files}) f USING (ord) LEFT JOIN stage_raw_kept k USING (ord) "
+            f"WHERE {' AND '.join(where)} OFFSET 0) s"
         )
-        conv += (
-            ", coalesce(f.files, '[]'::jsonb) AS files, k.kept_digest, "
-            "coalesce(k.kept_metadata, md5(s.metadata_json)) AS metadata_digest"
-        )
+        conv += ", coalesce(s.files, '[]'::jsonb) AS files, s.kept_digest, s.metadata_digest"
+        digest = row_digest(endpoint, "s", "s.metadata_digest")
+        same_more = ", NULL::jsonb, NULL::text, NULL::text"
         # A kept change's files are the stored ones: so is their digest (md5 never runs).
         more = (
             ", coalesce(kept_digest, md5(files::text)) AS files_digest, metadata_digest, "
             "kept_digest IS NOT NULL AS files_kept"
         )
-    if decimal_only:
-        ints = ", ".join(c.name for c in columns if c.kind is Kind.INT)
-        source += (
-            f" WHERE CASE WHEN concat({ints}) ~ '{_RADIX}' THEN {_fail(ints)} > 0 ELSE true END"
-        )
+    typed = f"SELECT ord, {conv}, {digest} AS row_digest, false AS same FROM {source}"
+    stored = ", ".join(
+        c.name if c.name in (endpoint.key, "created_at") else f"NULL::{_SQL_TYPE[c.kind]}"
+        for c in columns
+    )
+    same = f"SELECT ord, {stored}{same_more}, NULL::text, true FROM stage_raw_same_{endpoint.value}"
     return (
-        f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra"
-        + (", files_digest, metadata_digest, files_kept) " if more else ") ")
-        + _winners(endpoint, conv, names, source, more)
+        f"INSERT INTO stage_ready_{endpoint.value} (ord, {', '.join(names)}, extra, row_digest, "
+        + ("same, files_digest, metadata_digest, files_kept) " if more else "same) ")
+        + _winners(endpoint, typed, same, names, more)
     )
 
 
-def _apply_sql(endpoint: Endpoint) -> str:
+def _unchanged(
+    endpoint: Endpoint, names: list[str], carried: tuple[str, ...] = (), stale: str = "false"
+) -> str:
+    """A correlated probe of the stored row of `r`'s key: true when the upsert's guard would
+    leave it alone (it is newer, or holds the same values), NULL when there is none or when
+    `stale` holds of it.
+
+    Filtering those rows out before the upsert is what makes an unchanged reload cheap:
+    `ON CONFLICT DO UPDATE` locks every conflicting row before its WHERE is read, a write to
+    each heap page. A scalar subquery (never pulled up into a join the planner might turn
+    into a scan of the whole table) is one probe of the primary key per row.
+    """
+    values = [c for c in names if c != endpoint.key and c not in carried]
+    old = ", ".join(f"t.{c}" for c in values)
+    new = ", ".join(f"r.{c}" for c in values)
+    return (
+        f"SELECT CASE WHEN {stale} THEN NULL ELSE t.created_at > r.created_at "
+        f"OR ({old}) IS NOT DISTINCT FROM ({new}) END "
+        f"FROM {endpoint.table} t WHERE t.{endpoint.key} = r.{endpoint.key}"
+    )
+
+
+def _apply_sql(endpoint: Endpoint, look_up: bool) -> str:
+    """The upsert of the prepared rows; with `look_up`, only of those that the stored rows
+    show changed (see `_unchanged`), else of all (a first load: nothing is stored but what
+    the load wrote itself, which the upsert's own guard compares)."""
     names = [c.name for c in endpoint.columns if c.kind is not Kind.FILES]
     ready = f"stage_ready_{endpoint.value}"
+    # A row found unchanged at staging time must still be that very row version now: the
+    # other lane's previous block may have written it since (and its new version then wins,
+    # as the last to arrive, unless this block's is written: so the block is read the typed
+    # way). The version is known by its place and inserting transaction, so this is a heap
+    # fetch per row, not a probe of the key.
+    same = f"stage_raw_same_{endpoint.value}"
+    moved = f"(SELECT t.xmin FROM {endpoint.table} t WHERE t.ctid = s.at) = s.version"
+    confirmed = (
+        f"(SELECT count(*) FROM {same} s WHERE CASE WHEN {moved} THEN true "
+        f"ELSE {_fail(f's.{endpoint.key}')} > 0 END)"
+    )
     tail = (
-        f"SELECT (SELECT count(*) FROM {ready}) AS rows, "
+        f"SELECT (SELECT count(*) FROM {ready}) AS rows, {confirmed} AS confirmed, "
         "count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated, "
         f"(SELECT max(created_at) FROM {ready}) AS newest "
     )
     if endpoint is Endpoint.COMMITS:
-        upsert = guarded_upsert(endpoint, [*names, "extra"], ready, "(xmax = 0) AS ins")
+        names += ["extra", "row_digest"]
+        probe = _unchanged(endpoint, names, ("row_digest",))
+        changed = f"{ready} r WHERE NOT r.same AND NOT coalesce(({probe}), false)"
+        if not look_up:
+            changed = f"{ready} r"
+        upsert = guarded_upsert(
+            endpoint, names, changed, "(xmax = 0) AS ins", carried=("row_digest",)
+        )
         return f"WITH up AS ({upsert}) {tail}FROM up"
+    names += ["extra", "files_digest", "metadata_digest", "row_digest"]
+    carried = ("metadata_digest", "row_digest")
     # A change whose files were kept at staging time must still hold them now (the other
-    # lane's previous block may have served it anew): else the block is read the typed way.
-    # A correlated subquery (as the lateral one in `_KEEP_SQL`): one probe of the primary key
-    # per row, never a join that the planner might turn into a scan of the whole table.
-    stale = (
-        f"(SELECT r.change_id FROM {ready} r WHERE r.files_kept AND (SELECT t.metadata_digest "
-        "FROM ai_code_changes t WHERE t.change_id = r.change_id) IS DISTINCT FROM "
-        "r.metadata_digest LIMIT 1)"
+    # lane's previous block may have served it anew, or a prune removed it): else the block
+    # is read the typed way. The same probe that finds the unchanged rows checks it.
+    stale = "r.files_kept AND t.metadata_digest IS DISTINCT FROM r.metadata_digest"
+    changed = (
+        f"{ready} r WHERE NOT r.same AND CASE ({_unchanged(endpoint, names, carried, stale)}) "
+        "WHEN true THEN false WHEN false THEN true "
+        f"ELSE CASE WHEN r.files_kept THEN {_fail('r.change_id')} > 0 ELSE true END END"
     )
+    if not look_up:
+        changed = f"{ready} r"
     upsert = guarded_upsert(
-        endpoint,
-        [*names, "extra", "files_digest", "metadata_digest"],
-        f"{ready} WHERE CASE WHEN {stale} IS NULL THEN true ELSE {_fail(stale)} > 0 END",
-        "change_id, (xmax = 0) AS ins",
-        carried=("metadata_digest",),
+        endpoint, names, changed, "change_id, (xmax = 0) AS ins", carried=carried
     )
     return (
         f"WITH up AS ({upsert}), "
@@ -249,18 +323,19 @@ def _apply_sql(endpoint: Endpoint) -> str:
     )
 
 
-def _winners(endpoint: Endpoint, conv: str, names: list[str], source: str, more: str) -> str:
-    """The typed staged rows, one per key: the greatest created_at, then the last to arrive
-    (the duplicate rule, see `syncer.store.batch.Batch.absorb`). The winner holds its key's
-    greatest created_at, so the block's newest is the winners' newest.
+def _winners(endpoint: Endpoint, typed: str, same: str, names: list[str], more: str) -> str:
+    """The staged rows, one per key: the greatest created_at, then the last to arrive (the
+    duplicate rule, see `syncer.store.batch.Batch.absorb`), whether typed now or found
+    unchanged (`same`). The winner holds its key's greatest created_at, so the block's newest
+    is the winners' newest.
 
-    Every staged row is converted (so any bad one raises), once: `OFFSET 0` keeps the
-    planner from copying the conversions into each place that uses them.
+    Every typed row is converted (so any bad one raises), once: `OFFSET 0` keeps the planner
+    from copying the conversions into each place that uses them.
     """
     key = endpoint.key
     return (
-        f"SELECT DISTINCT ON ({key}) ord, {', '.join(names)}, NULL::jsonb AS extra{more} "
-        f"FROM (SELECT ord, {conv} FROM {source} OFFSET 0) c "
+        f"SELECT DISTINCT ON ({key}) ord, {', '.join(names)}, NULL::jsonb AS extra, row_digest, "
+        f"same{more} FROM (({typed} OFFSET 0) UNION ALL ({same})) c "
         f"ORDER BY {key}, created_at DESC, ord DESC"
     )
 
@@ -285,19 +360,33 @@ _FILES_SQL = (
     "WHERE s.metadata_json <> '' AND s.ord NOT IN (SELECT ord FROM stage_raw_kept) "
     f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {_fail('e.v')} > 0 END"
 )
+#: The rows re-served with the very text they were typed from (`row_digest`): neither typed
+#: nor compared again. LIMIT 1 keeps the lateral subquery a probe of the primary key per row
+#: (it is never pulled up into a join); the digest is computed only where a stored row is.
+_SAME_COMMITS = (
+    "INSERT INTO stage_raw_same_commits SELECT s.ord, s.commit_hash, t.created_at, t.ctid, "
+    "t.xmin FROM stage_raw_commits s CROSS JOIN LATERAL (SELECT t.created_at, t.ctid, t.xmin "
+    "FROM ai_commits t "
+    f"WHERE t.commit_hash = s.commit_hash AND t.row_digest = {row_digest(Endpoint.COMMITS, 's')} "
+    "LIMIT 1) t"
+)
 #: The changes whose metadata text is the one their stored file rows were typed from, with
-#: the stored digests (the text's md5 is not computed again for them). LIMIT 1 keeps the
-#: lateral subquery a probe per row (it is never pulled up into a join).
+#: the stored digests (the text's md5 is not computed again for them); of those, the ones
+#: whose whole text is the stored row's, as for commits. One probe per change for both.
 _KEEP_SQL = (
-    "INSERT INTO stage_raw_kept SELECT s.ord, t.files_digest, t.metadata_digest "
-    "FROM stage_raw_changes s CROSS JOIN LATERAL (SELECT t.files_digest, t.metadata_digest "
+    "WITH p AS (SELECT s.ord, s.change_id, t.* FROM stage_raw_changes s CROSS JOIN LATERAL "
+    "(SELECT t.files_digest, t.metadata_digest, t.created_at, t.ctid, t.xmin, t.row_digest = "
+    f"{row_digest(Endpoint.CHANGES, 's', 't.metadata_digest')} AS same "
     "FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
-    "t.metadata_digest = md5(s.metadata_json) AND t.files_digest IS NOT NULL LIMIT 1) t"
+    "t.metadata_digest = md5(s.metadata_json) AND t.files_digest IS NOT NULL LIMIT 1) t), "
+    "k AS (INSERT INTO stage_raw_kept SELECT ord, files_digest, metadata_digest FROM p) "
+    "INSERT INTO stage_raw_same_changes SELECT ord, change_id, created_at, ctid, xmin "
+    "FROM p WHERE same"
 )
 
 
 _PREPARE = {(e, strict): _prepare_sql(e, strict) for e in Endpoint for strict in (False, True)}
-_APPLY = {endpoint: _apply_sql(endpoint) for endpoint in Endpoint}
+_APPLY = {(e, look_up): _apply_sql(e, look_up) for e in Endpoint for look_up in (False, True)}
 _DELETE_FILES = (
     "DELETE FROM ai_code_change_files f USING stage_raw_written w "
     "WHERE f.change_id = w.change_id AND NOT w.ins AND NOT w.kept"
@@ -310,7 +399,12 @@ _INSERT_FILES = (
 
 
 async def prepare_raw(
-    conn: asyncpg.Connection, endpoint: Endpoint, columns: list[str], data: bytes
+    conn: asyncpg.Connection,
+    endpoint: Endpoint,
+    columns: list[str],
+    data: bytes,
+    *,
+    look_up: bool = True,
 ) -> None:
     """COPY a block and type it into `stage_ready_*` (raises on anything the typed path would
     not read alike). Touches no synced table, so it may run while another connection writes.
@@ -322,18 +416,19 @@ async def prepare_raw(
     await conn.copy_to_table(
         f"stage_raw_{endpoint.value}", source=memoryview(data), columns=columns, format="csv"
     )
+    if look_up:  # the stored rows the block serves unchanged, or with the same metadata
+        await conn.execute(_SAME_COMMITS if endpoint is Endpoint.COMMITS else _KEEP_SQL)
     if endpoint is Endpoint.CHANGES:
-        await conn.execute(_KEEP_SQL)
         await conn.execute(_FILES_SQL)
     await conn.execute(_PREPARE[endpoint, conn.get_server_version().major >= 16])
 
 
 async def apply_raw(
-    conn: asyncpg.Connection, endpoint: Endpoint
+    conn: asyncpg.Connection, endpoint: Endpoint, *, look_up: bool = True
 ) -> tuple[int, int, int, datetime | None]:
     """Upsert the prepared rows (and replace changed changes' files):
     (rows, inserted, updated, newest created_at)."""
-    row = await conn.fetchrow(_APPLY[endpoint])
+    row = await conn.fetchrow(_APPLY[endpoint, look_up])
     rows, inserted, updated, newest = row["rows"], row["inserted"], row["updated"], row["newest"]
     if endpoint is Endpoint.CHANGES:
         if updated:

@@ -54,6 +54,9 @@ ai_commits = Table(
     Column("extra", JSONB),
     _ts("synced_at", nullable=False, now=True),
     Column("commit_source", Text),
+    # md5 of the CSV record's text the row was typed from (raw path; NULL when written any
+    # other way): a reload that serves the same text skips typing and comparing it.
+    Column("row_digest", Text),
     Index("ix_ai_commits_created_at", "created_at"),
     Index("ix_ai_commits_commit_ts", "commit_ts"),
     Index("ix_ai_commits_user_email", "user_email"),
@@ -77,6 +80,8 @@ ai_code_changes = Table(
     # md5 of the metadata JSON text the file rows were typed from (raw path; else NULL): a
     # reload whose text has the same md5 keeps the file rows without parsing it again.
     Column("metadata_digest", Text),
+    # md5 of the record's text the row was typed from (raw path; else NULL): see ai_commits.
+    Column("row_digest", Text),
     _ts("synced_at", nullable=False, now=True),
     Index("ix_ai_code_changes_created_at", "created_at"),
     Index("ix_ai_code_changes_user_email", "user_email"),

@@ -58,13 +58,19 @@ _SELECT = {
     "extra": "extra::jsonb",
     "files_digest": "md5(files::jsonb::text)",
     "metadata_digest": "NULL::text",
+    "row_digest": "NULL::text",  # nor the record's text: a later reload compares values
 }
 
 
 _UPSERT_COMMITS = (
     "WITH up AS ("
     + guarded_upsert(
-        Endpoint.COMMITS, [*_COMMIT_COLS, "extra"], "stage_commits", "(xmax = 0) AS ins", _SELECT
+        Endpoint.COMMITS,
+        [*_COMMIT_COLS, "extra", "row_digest"],
+        "stage_commits",
+        "(xmax = 0) AS ins",
+        _SELECT,
+        carried=("row_digest",),
     )
     + ") SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up"
 )
@@ -72,11 +78,11 @@ _UPSERT_CHANGES = (
     "WITH up AS ("
     + guarded_upsert(
         Endpoint.CHANGES,
-        [*_CHANGE_COLS, "extra", "files_digest", "metadata_digest"],
+        [*_CHANGE_COLS, "extra", "files_digest", "metadata_digest", "row_digest"],
         "stage_changes",
         "change_id, (xmax = 0) AS ins",
         _SELECT,
-        carried=("metadata_digest",),
+        carried=("metadata_digest", "row_digest"),
     )
     + ") SELECT change_id, ins FROM up"
 )
@@ -189,9 +195,13 @@ class BatchWriter:
             async with conn.transaction():
                 try:
                     async with conn.transaction():  # a savepoint: a failed block rolls back alone
-                        await prepare_raw(conn, endpoint, raw.columns, raw.block.data)
+                        await prepare_raw(
+                            conn, endpoint, raw.columns, raw.block.data, look_up=not raw.fresh
+                        )
                         so_far = await wait_turn()
-                        rows, inserted, updated, newest = await apply_raw(conn, endpoint)
+                        rows, inserted, updated, newest = await apply_raw(
+                            conn, endpoint, look_up=not raw.fresh
+                        )
                     counts = BatchCounts(inserted, updated, rows - inserted - updated)
                 except asyncpg.PostgresError as exc:
                     log.info("raw_block_read_typed", endpoint=endpoint.value, reason=reason(exc))

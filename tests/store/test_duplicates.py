@@ -10,17 +10,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from structlog.testing import capture_logs
 
 from syncer.endpoints import Endpoint
-from syncer.parse.blocks import raw_columns
 from syncer.parse.rows import Rejected
-from syncer.results import BatchCounts
-from syncer.store.batch import Batch, RawBatch
-from syncer.store.mark import Turn
+from syncer.store.batch import Batch
 from syncer.store.store import Store
-from syncer.store.writer import BatchWriter
-from tests.csvpath import raw_block
+from tests.store.support import CHANGES, COMMITS, files, iso, write
 
 T1 = datetime(2025, 7, 30, 14, 0, tzinfo=timezone.utc)
 T2 = T1 + timedelta(seconds=1)
@@ -62,38 +57,6 @@ def test_a_batch_keeps_the_newest_then_the_last(
 
 
 # --- on PostgreSQL, both paths ---------------------------------------------------------------
-
-COMMITS = "commit_hash,message,created_at"
-CHANGES = "change_id,model,created_at,metadata_json"
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def files(*names: str) -> str:
-    entries = ",".join(f'{{""fileName"":""{n}"",""linesAdded"":1}}' for n in names)
-    return f'"[{entries}]"'
-
-
-async def write(
-    store: Store, endpoint: Endpoint, header: str, records: list[str], path: str
-) -> BatchCounts:
-    """One block on a writer of its own, the raw way or the typed way; moves the mark."""
-    block = raw_block(header, "".join(record + "\n" for record in records).encode())
-    columns = raw_columns(endpoint, block.names)
-    turn = Turn(advance=True)
-    async with BatchWriter.open(store) as writer:
-        if path == "typed":
-            return await writer.write(Batch.parse(endpoint, block), run_id="r", turn=turn)
-        assert columns is not None
-        assert block.plain
-        with capture_logs() as logs:
-            counts, _ = await writer.write_raw(
-                RawBatch(endpoint, columns, block), run_id="r", turn=turn
-            )
-        assert not [e for e in logs if e["event"] == "raw_block_read_typed"], "took the raw path"
-        return counts
 
 
 async def messages(conn: asyncpg.Connection) -> dict[str, tuple[str, datetime]]:

@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime
-
 import asyncpg
 import structlog
 
 from syncer.endpoints import Endpoint
 from syncer.parse.blocks import raw_columns
 from syncer.store.batch import RawBatch
-from syncer.store.mark import Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
 from tests.csvpath import raw_block
+from tests.store.support import overtaken
 
 HEADER = ",".join(c.name for c in Endpoint.CHANGES.columns)
 CREATED = "2025-07-31T00:00:00Z"
@@ -69,37 +66,19 @@ async def test_files_replaced_while_a_block_waited_for_its_turn_are_not_kept(
 ) -> None:
     """Block 2 is staged (and keeps c1's files: the stored text is still its own) while block 1,
     staged earlier, waits; then block 1 replaces c1's files and commits. Block 2 must not keep
-    the files it saw, which are gone: it is read the typed way, and c1 ends with its files."""
+    the files it saw, which are gone: it is read the typed way, and c1 ends with its row and
+    its files."""
     async with BatchWriter.open(store) as writer:
         await writer.write_raw(block(("c1", "gpt", A_PY)), run_id="r")
-    second_staged, first_done = asyncio.Event(), asyncio.Event()
-
-    async def after_second_staged() -> datetime | None:
-        await second_staged.wait()
-        return None
-
-    async def after_first() -> datetime | None:
-        second_staged.set()
-        await first_done.wait()
-        return None
-
-    async def first() -> None:
-        async with BatchWriter.open(store) as writer:
-            batch = block(("c1", "gpt", B_PY))
-            await writer.write_raw(batch, run_id="r", turn=Turn(after_second_staged))
-        first_done.set()
-
-    async def second() -> None:
-        async with BatchWriter.open(store) as writer:
-            batch = block(("c1", "gpt", A_PY))
-            await writer.write_raw(batch, run_id="r", turn=Turn(after_first))
-
     with structlog.testing.capture_logs() as logs:
-        await asyncio.wait_for(asyncio.gather(first(), second()), 30)
+        # block 2 differs in its model, so its files are kept, not the whole row left alone
+        await overtaken(store, block(("c1", "gpt", B_PY)), block(("c1", "claude", A_PY)))
     assert [(key, name) for key, name, _ in await files_of(conn)] == [("c1", "a.py")]
     assert [e["event"] for e in logs] == ["raw_block_read_typed"]
     assert "c1" in logs[0]["reason"], "the error names the change"
     # the stored digest describes the stored files again: a reload changes nothing
+    model = await conn.fetchval("SELECT model FROM ai_code_changes WHERE change_id = 'c1'")
+    assert model == "claude"
     async with BatchWriter.open(store) as writer:
-        counts, _ = await writer.write_raw(block(("c1", "gpt", A_PY)), run_id="r")
+        counts, _ = await writer.write_raw(block(("c1", "claude", A_PY)), run_id="r")
     assert (counts.inserted, counts.updated, counts.unchanged) == (0, 0, 1)

@@ -38,6 +38,7 @@ CONTRACT_COLUMNS = {
         "extra": "jsonb",
         "synced_at": "timestamp with time zone",
         "commit_source": "text",
+        "row_digest": "text",
     },
     "ai_code_changes": {
         "change_id": "text",
@@ -52,6 +53,7 @@ CONTRACT_COLUMNS = {
         "files_digest": "text",
         "synced_at": "timestamp with time zone",
         "metadata_digest": "text",
+        "row_digest": "text",
     },
     "ai_code_change_files": {
         "change_id": "text",
