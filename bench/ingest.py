@@ -46,7 +46,8 @@ from harness import (
 from report import print_report
 
 Figures = dict[str, float]
-STAGES: tuple[str, ...] = ("http_cut", "copy_stage", "typing", "upsert", "files", "commit")
+STAGES: tuple[str, ...] = ("http_cut", "copy_stage", "lookup", "typing", "upsert", "files")
+STAGES += ("commit",)
 STAGES += ("indexes", "other", "pass")
 BACKFILL = ("backfill", "--since", "31d", "--endpoint")
 #: live rows a minute in the small simulator, and the pause before the incremental pass

@@ -9,6 +9,7 @@ Figures = dict[str, float]
 _STAGE_NAMES = (
     ("http_cut", "http+cut"),
     ("copy_stage", "copy"),
+    ("lookup", "lookup"),
     ("typing", "typing"),
     ("upsert", "upsert"),
     ("files", "files"),

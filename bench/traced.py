@@ -8,6 +8,7 @@ the table it writes. Per endpoint (a context variable set by each pass), in seco
 
 - `http_cut`: waiting for the next block of records (the request, the body, the cutting);
 - `copy_stage`: COPY of a block (or of parsed rows) into a staging table;
+- `lookup`: finding the stored rows a block serves unchanged (by digest, a probe per row);
 - `typing`: staged text → typed rows (and the file entries out of the JSON);
 - `upsert`: the guarded upsert of the endpoint's own table;
 - `files`: replacing file rows (delete and insert into ai_code_change_files);
@@ -48,6 +49,7 @@ _passes: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
 _RULES = [
     (re.compile(r"^\s*(COMMIT|RELEASE SAVEPOINT)", re.I), "commit"),
     (re.compile(r"^\s*(CREATE INDEX|DROP INDEX|ALTER TABLE)", re.I), "indexes"),
+    (re.compile(r"INSERT INTO stage_raw_same_\w+", re.I), "lookup"),
     (re.compile(r"INSERT INTO (stage_ready_\w+|stage_raw_files)\b", re.I), "typing"),
     (re.compile(r"(INSERT INTO|DELETE FROM) ai_code_change_files\b", re.I), "files"),
     (re.compile(r"INSERT INTO (ai_commits|ai_code_changes)\b", re.I), "upsert"),
