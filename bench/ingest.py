@@ -87,6 +87,10 @@ def big_round(server: str, sim: str, workdir: Path) -> Figures:
         time.sleep(0.7)  # the statistics collector reports every 500 ms
         out["c_reload_rewritten"] = again.inserted + again.updated
         out["c_reload_rewritten"] += writes(db, "ai_commits") - before
+        before = writes(db, "ai_commits")
+        out["y_commits_reload"] = yardsticks.reload_sql(db, "commits", commits_csv, commits_header)
+        time.sleep(0.7)
+        out["y_commits_reload_rewritten"] = writes(db, "ai_commits") - before
 
         out["y_changes_sql"], out["y_files"] = yardsticks.changes_sql(
             db, changes_csv, changes_header
@@ -102,6 +106,10 @@ def big_round(server: str, sim: str, workdir: Path) -> Figures:
         out["h_reload_rewritten"] = again.inserted + again.updated
         out["h_reload_rewritten"] += writes(db, "ai_code_changes") - before_changes
         out["h_reload_files_rewritten"] = writes(db, "ai_code_change_files") - before_files
+        before_changes = writes(db, "ai_code_changes")
+        out["y_changes_reload"] = yardsticks.reload_sql(db, "changes", changes_csv, changes_header)
+        time.sleep(0.7)
+        out["y_changes_reload_rewritten"] = writes(db, "ai_code_changes") - before_changes
     return out
 
 

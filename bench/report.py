@@ -67,6 +67,12 @@ def print_report(rounds: list[Figures], indent: str = "  ") -> None:
         f"rows rewritten {m('c_reload_rewritten'):,.0f} (target 0)",
     )
     print(f"{indent}    {_stages(rounds, 'c_reload')}")
+    line(
+        "pure SQL unchanged reload (upsert of what differs)",
+        f"{m('y_commits_reload'):,.0f} rows/s",
+        f"{ratio('y_commits_reload', 'y_commits_keyed'):.2f}x keyed \\copy: the server alone; "
+        f"rewritten {m('y_commits_reload_rewritten'):,.0f}",
+    )
 
     print(f"{indent[:-2]}changes ({m('h_first_rows'):,.0f} rows, {m('h_files'):,.0f} file rows)")
     line(
@@ -94,6 +100,12 @@ def print_report(rounds: list[Figures], indent: str = "  ") -> None:
         f"file rows {m('h_reload_files_rewritten'):,.0f} (target 0, 0)",
     )
     print(f"{indent}    {_stages(rounds, 'h_reload')}")
+    line(
+        "pure SQL unchanged reload (upsert of what differs)",
+        f"{m('y_changes_reload'):,.0f} rows/s",
+        f"{ratio('y_changes_reload', 'y_changes_keyed'):.2f}x keyed \\copy: the server alone; "
+        f"rewritten {m('y_changes_reload_rewritten'):,.0f}",
+    )
 
     print(f"{indent[:-2]}memory and the incremental pass")
     line(

@@ -10,7 +10,13 @@ tables made for the measurement and dropped afterwards:
 - changes with their files, the best pure-SQL load into tables `LIKE ai_code_changes` and
   `LIKE ai_code_change_files` `INCLUDING ALL` with the foreign key: `\\copy` into a typed
   staging table, then `INSERT … SELECT` of the changes and of the files through
-  `jsonb_array_elements … WITH ORDINALITY`, in one transaction.
+  `jsonb_array_elements … WITH ORDINALITY`, in one transaction;
+- an unchanged reload done by the server alone, into the tables syncer has just loaded:
+  `\\copy` into a typed staging table, then the upsert of only the rows that differ from the
+  stored ones (`INSERT … SELECT … WHERE NOT EXISTS (the same stored row) ON CONFLICT DO
+  UPDATE`, whatever plan the server picks). For changes "the same" means the same scalar
+  columns and the same metadata text (its md5 against `metadata_digest`): comparing the
+  file rows themselves would need the JSON parsed, which is what a reload must avoid.
 """
 
 from __future__ import annotations
@@ -38,12 +44,12 @@ def commits_copy(db: str, csv_file: Path, header: str, *, same_schema: bool) -> 
     return _copy_rate(db, "y_commits", create, csv_file, header)
 
 
-def _typed_changes(table: str, header: str, extra: str = "") -> str:
+def _typed_changes(table: str, header: str, extra: str = "", metadata: str = "jsonb") -> str:
     types = {
         "total_lines_added": "bigint",
         "total_lines_deleted": "bigint",
         "created_at": "timestamptz NOT NULL",
-        "metadata_json": "jsonb",
+        "metadata_json": metadata,
     }
     columns = ", ".join(f"{name} {types.get(name, 'text')}" for name in header.split(","))
     return f"CREATE TABLE {table} ({columns}{extra})"
@@ -89,3 +95,33 @@ def changes_sql(db: str, csv_file: Path, header: str) -> tuple[float, int]:
     finally:
         psql(db, "-c", "DROP TABLE y_files, y_changes")
     return rows / seconds, files
+
+
+def _reload_script(table: str, key: str, header: str, csv_file: Path, same: str) -> str:
+    columns = header.split(",")
+    stored = [c for c in columns if c != "metadata_json"]
+    values = [c for c in stored if c != key]
+    if table == "ai_code_changes":
+        stage = _typed_changes("pg_temp.y_stage", header, metadata="text")
+    else:
+        stage = f"CREATE TEMP TABLE y_stage (LIKE {table} INCLUDING DEFAULTS)"
+    assign = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
+    return (
+        f"BEGIN;\n{stage};\n\\copy y_stage({header}) FROM '{csv_file}' CSV HEADER\n"
+        f"INSERT INTO {table} AS t ({', '.join(stored)}) SELECT {', '.join(stored)} "
+        f"FROM y_stage s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = s.{key} "
+        f"AND ({', '.join(f't.{c}' for c in values)}) IS NOT DISTINCT FROM "
+        f"({', '.join(f's.{c}' for c in values)}){same}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {assign};\nCOMMIT;\n"
+    )
+
+
+def reload_sql(db: str, endpoint: str, csv_file: Path, header: str) -> float:
+    """Rows/s of the server's own unchanged reload of the CSV into the loaded table."""
+    if endpoint == "commits":
+        script = _reload_script("ai_commits", "commit_hash", header, csv_file, "")
+    else:
+        same = " AND t.metadata_digest = md5(s.metadata_json)"
+        script = _reload_script("ai_code_changes", "change_id", header, csv_file, same)
+    rows = count(db, "ai_commits" if endpoint == "commits" else "ai_code_changes")
+    return rows / timed_psql(db, script)
