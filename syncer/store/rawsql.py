@@ -34,7 +34,7 @@ _ISO = (
     "^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
     "(:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
 )
-#: 2025-07-30T14:12:30.123Z, in the session's TimeZone (UTC: see `upsert_raw`).
+#: 2025-07-30T14:12:30.123Z, in the session's TimeZone (UTC: see `prepare_raw`).
 _CANONICAL = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
 _FILE_JSON = tuple(key.json_name for key in FILE_KEYS)
 #: The columns of a file row (`ai_code_change_files`), in table order.
@@ -407,7 +407,8 @@ async def prepare_raw(
     look_up: bool = True,
 ) -> None:
     """COPY a block and type it into `stage_ready_*` (raises on anything the typed path would
-    not read alike). Touches no synced table, so it may run while another connection writes.
+    not read alike). Writes no synced table (it only reads them, with `look_up`), so it may run
+    while another connection writes.
 
     Run it inside a transaction (or savepoint), then `apply_raw` in the same one.
     """
