@@ -26,16 +26,17 @@ from datetime import datetime
 
 import asyncpg
 
-from syncer.endpoints import FILE_KEYS, Column, Endpoint, Kind
-
-#: ISO 8601 as `datetime.fromisoformat` reads it and PostgreSQL reads it the same way:
-#: no leap second, no hour 24, at most microseconds, `Z` or a ±HH:MM offset (none = UTC).
-_ISO = (
-    "^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
-    "(:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+from syncer.endpoints import FILE_KEYS, Endpoint, Kind
+from syncer.store.rawtypes import (
+    JSON_VALUE,
+    METADATA,
+    RADIX,
+    SQL_TYPE,
+    convert,
+    fail,
+    typed_columns,
 )
-#: 2025-07-30T14:12:30.123Z, in the session's TimeZone (UTC: see `prepare_raw`).
-_CANONICAL = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+
 _FILE_JSON = tuple(key.json_name for key in FILE_KEYS)
 #: The columns of a file row (`ai_code_change_files`), in table order.
 FILE_COLUMNS = ["change_id", "file_index", *(key.column for key in FILE_KEYS), "extra"]
@@ -53,65 +54,6 @@ def row_digest(endpoint: Endpoint, alias: str, metadata_digest: str = "") -> str
         metadata_digest if c.kind is Kind.FILES else f"{alias}.{c.name}" for c in endpoint.columns
     ]
     return f"md5(ROW({ROW_DIGEST_VERSION}, {', '.join(texts)})::text)"
-
-
-def _fail(value: str) -> str:
-    """An expression that raises, naming `value` in the error (bigint typed)."""
-    return f"concat('!', {value})::bigint"
-
-
-def _convert(column: Column) -> str:
-    """SQL typing one staged text column like the typed parser types it; a required column
-    that is empty raises here, not at the upsert (which waits for its turn)."""
-    typed = _typed(column)
-    if not column.required:
-        return typed
-    c = column.name
-    raise_ = f"{_fail(c)}::text::{_SQL_TYPE[column.kind]}"
-    return f"CASE WHEN coalesce({c}, '') = '' THEN {raise_} ELSE {typed} END"
-
-
-def _typed(column: Column) -> str:
-    c = column.name
-    if column.kind is Kind.INT:
-        return f"NULLIF({c}, '')::bigint"
-    if column.kind is Kind.BOOL:
-        return (
-            f"CASE coalesce({c}, '') WHEN '' THEN NULL WHEN 'true' THEN true "
-            f"WHEN 'false' THEN false ELSE {_fail(c)} > 0 END"
-        )
-    if column.kind is Kind.TIMESTAMP:
-        # The API's own spelling is checked by a round trip (a fifth of the regex's cost):
-        # text that is exactly the canonical rendering of its value reads alike in Python.
-        return (
-            f"CASE WHEN coalesce({c}, '') = '' THEN NULL WHEN length({c}) = 24 AND "
-            f"to_char({c}::timestamptz, '{_CANONICAL}') = {c} THEN {c}::timestamptz "
-            f"WHEN {c} ~ '{_ISO}' THEN {c}::timestamptz ELSE to_timestamp({_fail(c)}) END"
-        )
-    return f"NULLIF({c}, '')"
-
-
-def _json_text(value: str) -> str:
-    return (
-        f"CASE coalesce(jsonb_typeof({value}), 'null') WHEN 'null' THEN NULL "
-        f"WHEN 'string' THEN {value} #>> '{{}}' ELSE {_fail(value)}::text END"
-    )
-
-
-def _json_int(value: str) -> str:
-    # jsonb keeps a number's scale, so 12.0 fails the cast as the typed parser rejects it;
-    # an exponent (1e2) it would read as 100: `_NO_EXPONENT` refuses those first.
-    return (
-        f"CASE coalesce(jsonb_typeof({value}), 'null') WHEN 'null' THEN NULL "
-        f"WHEN 'number' THEN {value}::text::bigint ELSE {_fail(value)} END"
-    )
-
-
-def typed_columns(endpoint: Endpoint) -> str:
-    """`name type, …` of an endpoint's typed columns (the file list aside), in CSV order."""
-    return ", ".join(
-        f"{c.name} {_SQL_TYPE[c.kind]}" for c in endpoint.columns if c.kind is not Kind.FILES
-    )
 
 
 def stage_ddl(endpoint: Endpoint) -> str:
@@ -134,7 +76,7 @@ def stage_ddl(endpoint: Endpoint) -> str:
         f"(ord bigint, {endpoint.key} text, created_at timestamptz, at tid, version xid)",
     ]
     if endpoint is Endpoint.CHANGES:
-        files = ", ".join(f"{key.column} {_SQL_TYPE[key.kind]}" for key in FILE_KEYS)
+        files = ", ".join(f"{key.column} {SQL_TYPE[key.kind]}" for key in FILE_KEYS)
         ddl.append(
             "CREATE TEMP TABLE IF NOT EXISTS stage_raw_files (ord bigint, file_index integer, "
             f"{files}, extra jsonb)"
@@ -148,14 +90,6 @@ def stage_ddl(endpoint: Endpoint) -> str:
             "(ord bigint, kept_digest text, kept_metadata text)"
         )
     return "; ".join(f"{statement} ON COMMIT DELETE ROWS" for statement in ddl)
-
-
-_SQL_TYPE = {
-    Kind.TEXT: "text",
-    Kind.INT: "bigint",
-    Kind.BOOL: "boolean",
-    Kind.TIMESTAMP: "timestamptz",
-}
 
 
 def guarded_upsert(
@@ -178,20 +112,20 @@ def guarded_upsert(
     key = endpoint.key
     exprs = ", ".join((select or {}).get(c, c) for c in names)
     assign = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != key)
-    values = [c for c in names if c != key and c not in carried]
-    old = ", ".join(f"t.{c}" for c in values)
-    new = ", ".join(f"EXCLUDED.{c}" for c in values)
+    old, new = (_compared(endpoint, names, carried, alias) for alias in ("t", "EXCLUDED"))
     return (
         f"INSERT INTO {endpoint.table} AS t ({', '.join(names)}) "
         f"SELECT {exprs} FROM {source} "
         f"ON CONFLICT ({key}) DO UPDATE SET {assign}, synced_at = now() "
         f"WHERE EXCLUDED.created_at >= t.created_at "
-        f"AND ({old}) IS DISTINCT FROM ({new}) RETURNING {returning}"
+        f"AND {old} IS DISTINCT FROM {new} RETURNING {returning}"
     )
 
 
-#: A letter of the 0x / 0o / 0b prefixes that PostgreSQL 16+ reads in an integer (Python not).
-_RADIX = "[xXoObB]"
+def _compared(endpoint: Endpoint, names: list[str], carried: tuple[str, ...], alias: str) -> str:
+    """`(alias.c, …)`: the columns the guard compares (all but the key and `carried`)."""
+    values = [c for c in names if c != endpoint.key and c not in carried]
+    return "(" + ", ".join(f"{alias}.{c}" for c in values) + ")"
 
 
 def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
@@ -203,11 +137,11 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
     """
     columns = [c for c in endpoint.columns if c.kind is not Kind.FILES]
     names = [c.name for c in columns]
-    conv = ", ".join(f"{_convert(c)} AS {c.name}" for c in columns)
+    conv = ", ".join(f"{convert(c)} AS {c.name}" for c in columns)
     where = [f"s.ord NOT IN (SELECT ord FROM stage_raw_same_{endpoint.value})"]
     if decimal_only:
         ints = ", ".join(c.name for c in columns if c.kind is Kind.INT)
-        where.append(f"CASE WHEN concat({ints}) ~ '{_RADIX}' THEN {_fail(ints)} > 0 ELSE true END")
+        where.append(f"CASE WHEN concat({ints}) ~ '{RADIX}' THEN {fail(ints)} > 0 ELSE true END")
     source = f"stage_raw_{endpoint.value} s WHERE {' AND '.join(where)}"
     more, same_more = "", ""
     digest = row_digest(endpoint, "s")
@@ -234,7 +168,7 @@ def _prepare_sql(endpoint: Endpoint, decimal_only: bool) -> str:
         )
     typed = f"SELECT ord, {conv}, {digest} AS row_digest, false AS same FROM {source}"
     stored = ", ".join(
-        c.name if c.name in (endpoint.key, "created_at") else f"NULL::{_SQL_TYPE[c.kind]}"
+        c.name if c.name in (endpoint.key, "created_at") else f"NULL::{SQL_TYPE[c.kind]}"
         for c in columns
     )
     same = f"SELECT ord, {stored}{same_more}, NULL::text, true FROM stage_raw_same_{endpoint.value}"
@@ -257,12 +191,10 @@ def _unchanged(
     each heap page. A scalar subquery (never pulled up into a join the planner might turn
     into a scan of the whole table) is one probe of the primary key per row.
     """
-    values = [c for c in names if c != endpoint.key and c not in carried]
-    old = ", ".join(f"t.{c}" for c in values)
-    new = ", ".join(f"r.{c}" for c in values)
+    old, new = (_compared(endpoint, names, carried, alias) for alias in ("t", "r"))
     return (
         f"SELECT CASE WHEN {stale} THEN NULL ELSE t.created_at > r.created_at "
-        f"OR ({old}) IS NOT DISTINCT FROM ({new}) END "
+        f"OR {old} IS NOT DISTINCT FROM {new} END "
         f"FROM {endpoint.table} t WHERE t.{endpoint.key} = r.{endpoint.key}"
     )
 
@@ -282,7 +214,7 @@ def _apply_sql(endpoint: Endpoint, look_up: bool) -> str:
     moved = f"(SELECT t.xmin FROM {endpoint.table} t WHERE t.ctid = s.at) = s.version"
     confirmed = (
         f"(SELECT count(*) FROM {same} s WHERE CASE WHEN {moved} THEN true "
-        f"ELSE {_fail(f's.{endpoint.key}')} > 0 END)"
+        f"ELSE {fail(f's.{endpoint.key}')} > 0 END)"
     )
     tail = (
         f"SELECT (SELECT count(*) FROM {ready}) AS rows, {confirmed} AS confirmed, "
@@ -291,10 +223,10 @@ def _apply_sql(endpoint: Endpoint, look_up: bool) -> str:
     )
     if endpoint is Endpoint.COMMITS:
         names += ["extra", "row_digest"]
-        probe = _unchanged(endpoint, names, ("row_digest",))
-        changed = f"{ready} r WHERE NOT r.same AND NOT coalesce(({probe}), false)"
-        if not look_up:
-            changed = f"{ready} r"
+        changed = f"{ready} r"
+        if look_up:
+            probe = _unchanged(endpoint, names, ("row_digest",))
+            changed += f" WHERE NOT r.same AND NOT coalesce(({probe}), false)"
         upsert = guarded_upsert(
             endpoint, names, changed, "(xmax = 0) AS ins", carried=("row_digest",)
         )
@@ -305,13 +237,13 @@ def _apply_sql(endpoint: Endpoint, look_up: bool) -> str:
     # lane's previous block may have served it anew, or a prune removed it): else the block
     # is read the typed way. The same probe that finds the unchanged rows checks it.
     stale = "r.files_kept AND t.metadata_digest IS DISTINCT FROM r.metadata_digest"
-    changed = (
-        f"{ready} r WHERE NOT r.same AND CASE ({_unchanged(endpoint, names, carried, stale)}) "
-        "WHEN true THEN false WHEN false THEN true "
-        f"ELSE CASE WHEN r.files_kept THEN {_fail('r.change_id')} > 0 ELSE true END END"
-    )
-    if not look_up:
-        changed = f"{ready} r"
+    changed = f"{ready} r"
+    if look_up:
+        changed += (
+            f" WHERE NOT r.same AND CASE ({_unchanged(endpoint, names, carried, stale)}) "
+            "WHEN true THEN false WHEN false THEN true "
+            f"ELSE CASE WHEN r.files_kept THEN {fail('r.change_id')} > 0 ELSE true END END"
+        )
     upsert = guarded_upsert(
         endpoint, names, changed, "change_id, (xmax = 0) AS ins", carried=carried
     )
@@ -340,25 +272,17 @@ def _winners(endpoint: Endpoint, typed: str, same: str, names: list[str], more: 
     )
 
 
-_JSON_VALUE = {Kind.TEXT: _json_text, Kind.INT: _json_int}
-#: A JSON number with an exponent, which the typed parser rejects and jsonb would read (a
-#: string that merely looks like one sends its block the typed way: slower, never wrong).
-_EXPONENT = r"[:,[][[:space:]]*-?[0-9]+(\.[0-9]+)?[eE]"
-_METADATA = (
-    f"CASE WHEN s.metadata_json ~ '{_EXPONENT}' THEN {_fail('s.metadata_json')}::text "
-    "ELSE s.metadata_json END::jsonb"
-)
 #: The file entries, parsed once as jsonb (a third of the cost of json and a record per
 #: entry); an entry that is not an object raises, as the typed parser rejects it.
 _FILES_SQL = (
     "INSERT INTO stage_raw_files SELECT s.ord, e.i - 1, "
-    + ", ".join(_JSON_VALUE[key.kind](f"(e.v -> '{key.json_name}')") for key in FILE_KEYS)
+    + ", ".join(JSON_VALUE[key.kind](f"(e.v -> '{key.json_name}')") for key in FILE_KEYS)
     + ", NULLIF(e.v - "
     + " - ".join(f"'{key}'" for key in _FILE_JSON)
     + ", '{}'::jsonb) FROM stage_raw_changes s "
-    f"CROSS JOIN LATERAL jsonb_array_elements({_METADATA}) WITH ORDINALITY AS e(v, i) "
+    f"CROSS JOIN LATERAL jsonb_array_elements({METADATA}) WITH ORDINALITY AS e(v, i) "
     "WHERE s.metadata_json <> '' AND s.ord NOT IN (SELECT ord FROM stage_raw_kept) "
-    f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {_fail('e.v')} > 0 END"
+    f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {fail('e.v')} > 0 END"
 )
 #: The rows re-served with the very text they were typed from (`row_digest`): neither typed
 #: nor compared again. LIMIT 1 keeps the lateral subquery a probe of the primary key per row

@@ -29,8 +29,8 @@ from syncer.store.rawsql import (
     guarded_upsert,
     prepare_raw,
     stage_ddl,
-    typed_columns,
 )
+from syncer.store.rawtypes import typed_columns
 from syncer.store.store import Store
 
 log = structlog.get_logger(__name__)
