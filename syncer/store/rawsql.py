@@ -284,25 +284,54 @@ _FILES_SQL = (
     "WHERE s.metadata_json <> '' AND s.ord NOT IN (SELECT ord FROM stage_raw_kept) "
     f"AND CASE WHEN jsonb_typeof(e.v) = 'object' THEN true ELSE {fail('e.v')} > 0 END"
 )
+
+
+def _stored_in_span(endpoint: Endpoint, columns: str) -> str:
+    """`WITH … t AS (…)`: the stored rows whose created_at lies in the staged block's span, at
+    most four times as many as the block holds.
+
+    The API serves a window in createdAt order, so a block's rows are a narrow span and the
+    stored ones were written in that order too: one range scan of the created_at index reads
+    their heap pages in place, and a hash join with the block finds each key's stored row. A
+    probe of the primary key per row (a random walk over the whole table) cost twice as much.
+    The span is the least and greatest created_at text, cast (the API spells every timestamp
+    alike, so text order is time order; a text that does not cast would fail the block's typing
+    anyway). Mixed spellings, a block out of order, or the limit only make the lookup find
+    fewer rows, which are then typed and compared by value: slower, never wrong.
+    """
+    staged = f"stage_raw_{endpoint.value}"
+    return (
+        "WITH b AS (SELECT min(created_at)::timestamptz AS lo, max(created_at)::timestamptz AS hi, "
+        f"count(*) AS n FROM {staged}), "
+        f"t AS (SELECT {columns} FROM {endpoint.table} t "
+        "WHERE t.created_at BETWEEN (SELECT lo FROM b) AND (SELECT hi FROM b) "
+        "LIMIT (SELECT 4 * n FROM b))"
+    )
+
+
 #: The rows re-served with the very text they were typed from (`row_digest`): neither typed
-#: nor compared again. LIMIT 1 keeps the lateral subquery a probe of the primary key per row
-#: (it is never pulled up into a join); the digest is computed only where a stored row is.
+#: nor compared again. The digest is a filter, not a join key (`IS TRUE`): computed only
+#: where a stored row is, and never a sort key of a merge join.
 _SAME_COMMITS = (
-    "INSERT INTO stage_raw_same_commits SELECT s.ord, s.commit_hash, t.created_at, t.ctid, "
-    "t.xmin FROM stage_raw_commits s CROSS JOIN LATERAL (SELECT t.created_at, t.ctid, t.xmin "
-    "FROM ai_commits t "
-    f"WHERE t.commit_hash = s.commit_hash AND t.row_digest = {row_digest(Endpoint.COMMITS, 's')} "
-    "LIMIT 1) t"
+    _stored_in_span(Endpoint.COMMITS, "t.commit_hash, t.created_at, t.ctid, t.xmin, t.row_digest")
+    + " INSERT INTO stage_raw_same_commits SELECT s.ord, s.commit_hash, t.created_at, t.ctid, "
+    "t.xmin FROM stage_raw_commits s JOIN t ON t.commit_hash = s.commit_hash "
+    f"WHERE (t.row_digest = {row_digest(Endpoint.COMMITS, 's')}) IS TRUE"
 )
 #: The changes whose metadata text is the one their stored file rows were typed from, with
 #: the stored digests (the text's md5 is not computed again for them); of those, the ones
-#: whose whole text is the stored row's, as for commits. One probe per change for both.
+#: whose whole text is the stored row's, as for commits. One lookup for both.
 _KEEP_SQL = (
-    "WITH p AS (SELECT s.ord, s.change_id, t.* FROM stage_raw_changes s CROSS JOIN LATERAL "
-    "(SELECT t.files_digest, t.metadata_digest, t.created_at, t.ctid, t.xmin, t.row_digest = "
+    _stored_in_span(
+        Endpoint.CHANGES,
+        "t.change_id, t.files_digest, t.metadata_digest, t.created_at, t.ctid, t.xmin, "
+        "t.row_digest",
+    )
+    + ", p AS (SELECT s.ord, s.change_id, t.files_digest, t.metadata_digest, t.created_at, "
+    "t.ctid, t.xmin, t.row_digest = "
     f"{row_digest(Endpoint.CHANGES, 's', 't.metadata_digest')} AS same "
-    "FROM ai_code_changes t WHERE t.change_id = s.change_id AND "
-    "t.metadata_digest = md5(s.metadata_json) AND t.files_digest IS NOT NULL LIMIT 1) t), "
+    "FROM stage_raw_changes s JOIN t ON t.change_id = s.change_id "
+    "WHERE (t.metadata_digest = md5(s.metadata_json) AND t.files_digest IS NOT NULL) IS TRUE), "
     "k AS (INSERT INTO stage_raw_kept SELECT ord, files_digest, metadata_digest FROM p) "
     "INSERT INTO stage_raw_same_changes SELECT ord, change_id, created_at, ctid, xmin "
     "FROM p WHERE same"

@@ -11,7 +11,9 @@ import asyncpg
 import structlog
 
 from syncer.endpoints import Endpoint
+from syncer.store.mark import Turn
 from syncer.store.store import Store
+from syncer.store.writer import BatchWriter
 from tests.store.support import CHANGES, COMMITS, files, iso, overtaken, raw_batch, write
 
 T1 = datetime(2025, 7, 30, 14, 0, tzinfo=timezone.utc)
@@ -120,3 +122,47 @@ async def test_an_unchanged_change_keeps_its_row_and_file_rows_untouched(
     after = [await conn.fetchval(where + t) for t in ("ai_code_changes", "ai_code_change_files")]
     assert after == before
     assert await conn.fetchval("SELECT count(row_digest) FROM ai_code_changes") == 2
+
+
+async def test_a_reload_finds_its_rows_by_digest_in_each_blocks_span_of_created_at(
+    store: Store, conn: asyncpg.Connection
+) -> None:
+    """Blocks served newest first, as the API serves them: each block's stored rows are found
+    through its span of created_at. An edit the digests do not know of shows they were found
+    (not typed and compared, which would repair it)."""
+    moments = [T1 - timedelta(minutes=n) for n in range(30)]
+    blocks = [[f"k{n:02},hello,{iso(moments[n])}" for n in range(b, b + 10)] for b in (0, 10, 20)]
+    for records in blocks:
+        await write(store, Endpoint.COMMITS, COMMITS, records, "raw")
+    await conn.execute("UPDATE ai_commits SET message = 'edited'")
+    for records in blocks:
+        counts = await write(store, Endpoint.COMMITS, COMMITS, records, "raw")
+        assert (counts.inserted, counts.updated, counts.unchanged) == (0, 0, 10)
+    assert await conn.fetchval("SELECT count(*) FROM ai_commits WHERE message = 'edited'") == 30
+
+
+async def test_rows_outside_a_blocks_span_are_compared_by_value(
+    store: Store, conn: asyncpg.Connection
+) -> None:
+    """A timestamp spelled another way puts the text's order out of time order: the block's
+    span (its least and greatest text) then misses the stored row of `a`. That row is typed and
+    compared by value instead: its edit is repaired; `b` and `c` are found by their digest."""
+    a_text = "2025-07-30T13:30:00.000-03:00"  # 16:30Z: after c, although its text sorts before
+    records = [f"a,hello,{a_text}", "b,hello,2025-07-30T13:00:00Z", "c,hello,2025-07-30T14:00:00Z"]
+    await write(store, Endpoint.COMMITS, COMMITS, records, "raw")
+    await conn.execute("UPDATE ai_commits SET message = 'edited'")
+    counts = await write(store, Endpoint.COMMITS, COMMITS, records, "raw")
+    assert (counts.inserted, counts.updated, counts.unchanged) == (0, 1, 2)
+    messages = await conn.fetch("SELECT commit_hash, message FROM ai_commits ORDER BY 1")
+    assert [tuple(r) for r in messages] == [("a", "hello"), ("b", "edited"), ("c", "edited")]
+
+
+async def test_a_bad_created_at_beside_stored_rows_is_quarantined_alone(
+    store: Store, conn: asyncpg.Connection
+) -> None:
+    await write(store, Endpoint.COMMITS, COMMITS, [f"a,hello,{iso(T1)}"], "raw")
+    block = raw_batch(Endpoint.COMMITS, COMMITS, [f"a,hello,{iso(T1)}", "b,hello,not-a-time"])
+    async with BatchWriter.open(store) as writer:
+        counts, _ = await writer.write_raw(block, run_id="r", turn=Turn(advance=True))
+    assert (counts.inserted, counts.updated, counts.unchanged, counts.rejected) == (0, 0, 1, 1)
+    assert await conn.fetchval("SELECT raw FROM rejected_rows") == "b,hello,not-a-time"
