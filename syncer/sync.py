@@ -264,12 +264,14 @@ class Pass:
     async def _json_window(self, window: Window, advance: bool) -> BatchCounts:
         """Read one window from the JSON pages (explicit instants), a batch per page."""
         self.forms.add(ApiFormat.JSON.value)
-        opener = partial(BatchWriter.open, self.store)
+        opener = partial(BatchWriter.open, self.store, stage=(False, self.endpoint))
         writer = OrderedWriter(opener, self.run_id, self._batch_written)
+        writer.start()
         pages = read_json_window(
             self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
         )
         seen = Seen() if self.prune else None
+        final = _Final(writer, self.endpoint)
         try:
             async with aclosing(pages):
                 async for rows in pages:
@@ -277,13 +279,13 @@ class Pass:
                     batch.absorb(rows)
                     if seen is not None:
                         seen.add(batch)
-                    await writer.put(batch)
+                    await final.put(batch)
                     if self._stopping():
                         raise Interrupted(_STOPPED)
-            counts = await writer.finish(Batch(self.endpoint), advance=advance)
+            counts = await final.finish(advance=advance)
         except Interrupted:
             # the batches in hand commit; the mark waits for a window read to its end
-            await writer.finish(Batch(self.endpoint), advance=False)
+            await final.finish(advance=False)
             raise
         finally:
             await writer.abort()
@@ -297,13 +299,16 @@ class Pass:
         the typed way. Either way parsing or cutting the next block overlaps the write.
         """
         self.forms.add(ApiFormat.CSV.value)
-        opener = partial(BatchWriter.open, self.store)
-        writer = OrderedWriter(opener, self.run_id, self._batch_written)
         endpoint = self.endpoint
+        raw = self.settings.sync_raw_path and not self.prune  # pruning needs keys
+        opener = partial(BatchWriter.open, self.store, stage=(raw, endpoint))
+        writer = OrderedWriter(opener, self.run_id, self._batch_written)
+        writer.start()
         block_bytes = max(_MIN_BLOCK, self.settings.sync_batch_rows * _ROW_BYTES)
         columns: list[str] | None = None
         header: bytes | None = None
         seen: Seen | None = None
+        final = _Final(writer, endpoint)
         try:
             async with aclosing(
                 self.api.stream_blocks(
@@ -313,7 +318,6 @@ class Pass:
                 async for block in blocks:
                     if block.header is not header:  # the first block, or a retried stream
                         header = block.header
-                        raw = self.settings.sync_raw_path and not self.prune  # pruning needs keys
                         columns = raw_columns(endpoint, block.names) if raw else None
                         seen = Seen() if self.prune else None  # a retry serves all again
                     item: Batch | RawBatch
@@ -323,13 +327,13 @@ class Pass:
                         item = Batch.parse(endpoint, block)
                     if seen is not None:
                         seen.add(item)
-                    await writer.put(item)
+                    await final.put(item)
                     if self._stopping():
                         raise Interrupted(_STOPPED)
-            counts = await writer.finish(Batch(endpoint), advance=advance)
+            counts = await final.finish(advance=advance)
         except Interrupted:
             # the batches in hand commit; the mark waits for a window read to its end
-            await writer.finish(Batch(endpoint), advance=False)
+            await final.finish(advance=False)
             raise
         finally:
             await writer.abort()
@@ -347,6 +351,29 @@ class Pass:
     def _batch_written(self, endpoint: Endpoint, counts: BatchCounts) -> None:
         self._kept.add(counts)
         self.progress.batch_written(endpoint, counts)
+
+
+@dataclass
+class _Final:
+    """Holds a window's newest batch back until the next one comes, so that the window's last
+    batch is the final one, whose transaction carries the mark: a window (an incremental pass
+    is one) then commits once, not a second time for the mark alone. The stream yields its last
+    block only once it has ended cleanly, so that is when the held batch is known to be last.
+    """
+
+    writer: OrderedWriter
+    endpoint: Endpoint
+    held: Batch | RawBatch | None = None
+
+    async def put(self, batch: Batch | RawBatch) -> None:
+        if self.held is not None:
+            await self.writer.put(self.held)
+        self.held = batch
+
+    async def finish(self, *, advance: bool) -> BatchCounts:
+        """Queue the held batch (an empty one if none came) as the window's final one."""
+        held, self.held = self.held or Batch(self.endpoint), None
+        return await self.writer.finish(held, advance=advance)
 
 
 _STOPPED = "stopping: the pass ends at a batch boundary"

@@ -86,6 +86,27 @@ async def test_incremental_pass_picks_up_new_late_and_updated_rows(
     assert (runs[-1]["rows_inserted"], runs[-1]["rows_updated"]) == (2, 1)
 
 
+@pytest.mark.parametrize("form", ["csv", "json"])
+async def test_a_windows_last_batch_carries_the_mark_in_its_own_transaction(
+    sim: FakeApi, clean_db: str, form: str
+) -> None:
+    """An incremental pass of one block commits once: its rows and the mark together (both
+    stamped with the one transaction's now())."""
+    settings = settings_for(sim, clean_db, CURSOR_API_FORMAT=form)
+    assert await sync_command(settings) == 0
+    sim.dataset.add(Endpoint.COMMITS, commit_hash="new-commit")
+    assert await sync_command(settings) == 0
+    conn = await asyncpg.connect(to_libpq_url(clean_db))
+    try:
+        mark, row = await conn.fetchrow(
+            "SELECT (SELECT updated_at FROM sync_state WHERE endpoint = 'commits'), "
+            "(SELECT synced_at FROM ai_commits WHERE commit_hash = 'new-commit')"
+        )
+    finally:
+        await conn.close()
+    assert mark == row
+
+
 async def test_duplicate_keys_in_one_stream_last_wins(clean_db: str) -> None:
     async with FakeApi(sim_config(duplicate_rate=0.2)) as sim:
         assert await sync_command(settings_for(sim, clean_db, SYNC_BATCH_ROWS=37)) == 0

@@ -75,10 +75,15 @@ class OrderedWriter:
         self._sent += 1
         await self._put(_Item(self._sent, batch, advance=False))
 
+    def start(self) -> None:
+        """Open the first lane now rather than with the first batch: its connection and
+        staging tables are made while the window's first request is in flight."""
+        self._open_lane()
+
     def _open_lane(self) -> None:
         # Lanes open as batches come: a window of one batch (an incremental pass) takes one
         # connection, not a second one it would never write on.
-        if len(self._lanes) < self._max_lanes:
+        if len(self._lanes) < min(self._max_lanes, max(self._sent, 1)):
             self._lanes.append(asyncio.create_task(self._lane()))
 
     async def finish(self, batch: Batch | RawBatch, *, advance: bool) -> BatchCounts:

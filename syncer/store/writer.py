@@ -135,14 +135,20 @@ class BatchWriter:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, store: Store) -> AsyncIterator[BatchWriter]:
-        """A connection of `store` held for a stream of batches (one window).
+    async def open(
+        cls, store: Store, *, stage: tuple[bool, Endpoint] | None = None
+    ) -> AsyncIterator[BatchWriter]:
+        """A connection of `store` held for a stream of batches (one window), with the
+        staging tables of `stage` (raw or typed, endpoint) made ready at once.
 
         Holding it saves a pool checkout and the staging DDL per batch: round trips matter
         here, because the parser shares the event loop and each one waits for a chunk.
         """
         async with store.raw() as conn:
-            yield cls(conn)
+            writer = cls(conn)
+            if stage is not None:
+                await writer._stage_tables(*stage)
+            yield writer
 
     async def _stage_tables(self, raw: bool, endpoint: Endpoint) -> None:
         """Create the staging tables of one way of writing an endpoint, outside any
