@@ -327,7 +327,7 @@ class Pass:
                         item = Batch.parse(endpoint, block)
                     if seen is not None:
                         seen.add(item)
-                    await final.put(item)
+                    await final.put(item, last=block.last)
                     if self._stopping():
                         raise Interrupted(_STOPPED)
             counts = await final.finish(advance=advance)
@@ -355,20 +355,25 @@ class Pass:
 
 @dataclass
 class _Final:
-    """Holds a window's newest batch back until the next one comes, so that the window's last
-    batch is the final one, whose transaction carries the mark: a window (an incremental pass
-    is one) then commits once, not a second time for the mark alone. The stream yields its last
-    block only once it has ended cleanly, so that is when the held batch is known to be last.
+    """Makes a window's last batch its final one, whose transaction carries the mark: a window
+    (an incremental pass is one) then commits once, not a second time for the mark alone.
+
+    A CSV stream flags its last block, yielded only once the body has ended cleanly; a batch
+    not known to be the last (a JSON page) is held back until the next one comes.
     """
 
     writer: OrderedWriter
     endpoint: Endpoint
     held: Batch | RawBatch | None = None
 
-    async def put(self, batch: Batch | RawBatch) -> None:
+    async def put(self, batch: Batch | RawBatch, *, last: bool | None = None) -> None:
         if self.held is not None:
             await self.writer.put(self.held)
-        self.held = batch
+            self.held = None
+        if last is False:
+            await self.writer.put(batch)
+        else:
+            self.held = batch
 
     async def finish(self, *, advance: bool) -> BatchCounts:
         """Queue the held batch (an empty one if none came) as the window's final one."""

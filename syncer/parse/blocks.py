@@ -19,7 +19,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncer.endpoints import Endpoint
 from syncer.parse.records import (
@@ -45,6 +45,8 @@ class RawBlock:
     names: tuple[str, ...]  #: the header's column names as the typed parser reads them
     data: bytes  #: whole records; the last one may lack its line end (end of stream)
     plain: bool  #: `is_plain(data)`: PostgreSQL may parse it as it is
+    #: the response's final block, yielded once its body has ended (see `cut_blocks`)
+    last: bool = False
 
 
 def header_names(header: bytes) -> tuple[str, ...]:
@@ -216,10 +218,22 @@ def _exact_end(data: bytes, start: int, end: int) -> int:
 
 
 async def cut_blocks(chunks: AsyncIterator[bytes], target: int) -> AsyncGenerator[RawBlock, None]:
-    """Blocks of complete records of a response, each with the response's header."""
+    """Blocks of complete records of a response, each with the response's header; the final
+    one flagged `last`.
+
+    Which block is the last is known only when the body ends, so the blocks a chunk completes
+    are yielded once the next chunk has come (or the end): a chunk later, not a block later,
+    which would hold a whole block more in memory.
+    """
     cutter = BlockCutter(target)
+    ready: list[RawBlock] = []
     async for chunk in chunks:
-        for block in cutter.feed(chunk):
+        for block in ready:
             yield block
-    if (last := cutter.close()) is not None:
-        yield last
+        ready = cutter.feed(chunk)
+    if (rest := cutter.close()) is not None:
+        ready.append(rest)
+    for block in ready[:-1]:
+        yield block
+    if ready:
+        yield replace(ready[-1], last=True)

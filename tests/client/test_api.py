@@ -360,7 +360,11 @@ async def test_json_pages_are_walked_and_typed_like_csv(client: ClientFactory) -
 
 
 class CuttingServer:
-    """A raw HTTP server that promises more bytes than it sends, for the first `cuts` requests."""
+    """A raw HTTP server that promises more bytes than it sends, for the first `cuts` requests.
+
+    It sends the first record in a chunk of its own, then the rest: the client yields the
+    blocks a chunk completes once the next chunk comes (see `cut_blocks`), so the first record
+    is yielded before the cut."""
 
     def __init__(self, body: bytes, cut_at: int, cuts: int) -> None:
         self.body, self.cut_at, self.cuts = body, cut_at, cuts
@@ -370,11 +374,15 @@ class CuttingServer:
         self.requests.append(await reader.readuntil(b"\r\n\r\n"))
         cut = len(self.requests) <= self.cuts
         payload = self.body[: self.cut_at] if cut else self.body
+        first = len(CSV_BODY.encode())
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/csv; charset=utf-8\r\n"
             + f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n".encode()
-            + payload
+            + payload[:first]
         )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(payload[first:])
         await writer.drain()
         writer.close()
 

@@ -4,12 +4,20 @@ whatever the chunks, with stray and unterminated quotes bounded in memory."""
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncer.endpoints import Endpoint
-from syncer.parse.blocks import BlockCutter, RawBlock, header_names, is_plain, raw_columns
+from syncer.parse.blocks import (
+    BlockCutter,
+    RawBlock,
+    cut_blocks,
+    header_names,
+    is_plain,
+    raw_columns,
+)
 from syncer.parse.records import MAX_RECORD_SIZE, RESYNC_SIZE, records_end
 
 # --- cutting bytes into blocks -----------------------------------------------------------------
@@ -28,6 +36,30 @@ def cut(data: bytes, sizes: list[int], target: int) -> tuple[bytes | None, list[
         assert block.plain == is_plain(block.data)
         assert (block.header, block.names) == (cutter.header, cutter.names)
     return cutter.header, [block.data for block in blocks]
+
+
+async def test_only_a_responses_final_block_is_flagged_last_whatever_the_chunking() -> None:
+    """The flag that lets a window's last block carry the mark: set on one block, the final one,
+    whether it is the cutter's remainder or a block the last chunk completed."""
+    header = b"a,b\n"
+    data = header + b"".join(b"%d,x\n" % n for n in range(20))
+
+    async def chunks(size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+
+    for size in (1, 3, 7, len(data)):
+        for target in (1, 8, 30, len(data)):
+            blocks = [block async for block in cut_blocks(chunks(size), target)]
+            assert [block.last for block in blocks] == [False] * (len(blocks) - 1) + [True]
+            assert b"".join(block.data for block in blocks) == data[len(header) :]
+    assert [block async for block in cut_blocks(chunks(len(data)), 8)][-1].data.endswith(b"\n")
+    for body in (b"", header):
+
+        async def only(body: bytes = body) -> AsyncIterator[bytes]:
+            yield body
+
+        assert [block async for block in cut_blocks(only(), 8)] == []
 
 
 def test_blocks_hold_whole_records_whatever_the_chunking() -> None:
