@@ -101,9 +101,17 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; connections are checked before use, so a restarted server is survived.
 
     A pass holds up to four connections per endpoint (its lock, two write lanes, bookkeeping).
+    The pool hands out the connection returned last (LIFO): a daemon's passes then find their
+    staging tables, prepared statements and the server's catalog caches on the connections
+    they used before, rather than going round every pooled one.
     """
     return create_async_engine(
-        to_asyncpg_url(url), pool_size=8, max_overflow=8, pool_pre_ping=True, **kwargs
+        to_asyncpg_url(url),
+        pool_size=8,
+        max_overflow=8,
+        pool_pre_ping=True,
+        pool_use_lifo=True,
+        **kwargs,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -126,12 +127,19 @@ def _file_records(change_id: str, files: tuple[Any, ...]) -> list[tuple[Any, ...
     ]
 
 
+#: The staging tables known to exist, per connection: a session keeps its temporary tables,
+#: and a pooled connection serves many windows (a daemon's passes, each with a new writer).
+_STAGED: weakref.WeakKeyDictionary[asyncpg.Connection, set[tuple[bool, Endpoint]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class BatchWriter:
     """Writes batches on one connection: stage by COPY, upsert, replace files, quarantine."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._staged: set[tuple[bool, Endpoint]] = set()  # staging tables known to exist
+        self._staged = _STAGED.setdefault(conn, set())
 
     @classmethod
     @asynccontextmanager

@@ -16,6 +16,7 @@ from syncer.store.batch import Batch
 from syncer.store.mark import ALONE, Turn
 from syncer.store.store import Store
 from syncer.store.writer import BatchWriter
+from tests.store.support import raw_batch
 
 T0 = datetime(2025, 7, 30, 14, 12, 30, tzinfo=timezone.utc)
 
@@ -188,3 +189,28 @@ async def test_one_writer_per_endpoint(store: Store) -> None:
                 pass
     async with store.endpoint_lock(Endpoint.COMMITS, wait=False):
         pass
+
+
+async def test_a_connection_makes_its_staging_tables_once_for_every_writer(store: Store) -> None:
+    """A daemon's windows each open a writer on a pooled connection, whose session still holds
+    the staging tables: only the first writer on it creates them."""
+    statements: list[str] = []
+    async with store.raw() as conn:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        for _ in range(3):
+            await BatchWriter(conn).write_raw(
+                raw_batch(Endpoint.COMMITS, "commit_hash,created_at", ["a,2025-07-30T14:00:00Z"]),
+                run_id="r",
+            )
+    assert len([s for s in statements if s.startswith("CREATE TEMP TABLE")]) == 1
+
+
+async def test_the_pool_hands_out_the_connection_returned_last(store: Store) -> None:
+    async with store.raw() as a, store.raw() as b, store.raw() as c:
+        pooled = {id(a), id(b), id(c)}
+    used = []
+    for _ in range(4):
+        async with store.raw() as conn:
+            used.append(id(conn))
+    assert len(set(used)) == 1
+    assert used[0] in pooled
