@@ -41,7 +41,9 @@ _FILE_JSON = tuple(key.json_name for key in FILE_KEYS)
 #: The columns of a file row (`ai_code_change_files`), in table order.
 FILE_COLUMNS = ["change_id", "file_index", *(key.column for key in FILE_KEYS), "extra"]
 #: Changes with every rule that types a record's text into the stored values: the digests
-#: written before then no longer match, so those rows are typed and compared once more.
+#: written before then no longer match, so those rows are typed and compared by value again
+#: (a row found equal is left alone, its old digest with it: only a changed row is digested
+#: anew, so a change of version slows later reloads of unchanged rows, never makes them wrong).
 ROW_DIGEST_VERSION = 1
 
 

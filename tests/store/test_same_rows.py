@@ -105,7 +105,7 @@ async def test_a_row_rewritten_while_its_block_waited_for_its_turn_is_not_skippe
     assert (await stored(conn))[0] == "v1"
     assert [e["event"] for e in logs] == ["raw_block_read_typed"]
     assert "a" in logs[0]["reason"]
-    # read the typed way, the row has no digest: the next reload compares it and digests it
+    # read the typed way, the row has no digest: the next reload compares it by value, equal
     counts = await write(store, Endpoint.COMMITS, COMMITS, [f"a,v1,{iso(T1)}"], "raw")
     assert (counts.updated, counts.unchanged) == (0, 1)
 
