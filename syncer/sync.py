@@ -39,7 +39,7 @@ from syncer.prune import Seen, prune_window
 from syncer.results import BatchCounts, NoProgress, Outcome, PassResult, Progress, Window
 from syncer.store.batch import Batch, RawBatch
 from syncer.store.mark import may_advance
-from syncer.store.ordered import OrderedWriter
+from syncer.store.ordered import FinalBatch, OrderedWriter
 from syncer.store.store import LockedEndpoint, Store
 from syncer.store.writer import BatchWriter
 from syncer.timespec import isoformat_z, parse_spec
@@ -271,7 +271,7 @@ class Pass:
             self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
         )
         seen = Seen() if self.prune else None
-        final = _Final(writer, self.endpoint)
+        final = FinalBatch(writer, self.endpoint)
         try:
             async with aclosing(pages):
                 async for rows in pages:
@@ -308,7 +308,7 @@ class Pass:
         columns: list[str] | None = None
         header: bytes | None = None
         seen: Seen | None = None
-        final = _Final(writer, endpoint)
+        final = FinalBatch(writer, endpoint)
         try:
             async with aclosing(
                 self.api.stream_blocks(
@@ -351,34 +351,6 @@ class Pass:
     def _batch_written(self, endpoint: Endpoint, counts: BatchCounts) -> None:
         self._kept.add(counts)
         self.progress.batch_written(endpoint, counts)
-
-
-@dataclass
-class _Final:
-    """Makes a window's last batch its final one, whose transaction carries the mark: a window
-    (an incremental pass is one) then commits once, not a second time for the mark alone.
-
-    A CSV stream flags its last block, yielded only once the body has ended cleanly; a batch
-    not known to be the last (a JSON page) is held back until the next one comes.
-    """
-
-    writer: OrderedWriter
-    endpoint: Endpoint
-    held: Batch | RawBatch | None = None
-
-    async def put(self, batch: Batch | RawBatch, *, last: bool | None = None) -> None:
-        if self.held is not None:
-            await self.writer.put(self.held)
-            self.held = None
-        if last is False:
-            await self.writer.put(batch)
-        else:
-            self.held = batch
-
-    async def finish(self, *, advance: bool) -> BatchCounts:
-        """Queue the held batch (an empty one if none came) as the window's final one."""
-        held, self.held = self.held or Batch(self.endpoint), None
-        return await self.writer.finish(held, advance=advance)
 
 
 _STOPPED = "stopping: the pass ends at a batch boundary"

@@ -8,6 +8,7 @@ Parsing or cutting the next block on the client overlaps all of it.
 
 It also keeps the window's newest created_at (the raw path learns it from the server) and
 hands it to each batch's transaction through its `Turn` (see syncer.store.mark).
+`FinalBatch` makes the window's last batch that final one.
 """
 
 from __future__ import annotations
@@ -147,3 +148,33 @@ class OrderedWriter:
                     self._committed = item.seq
                     self._turns.notify_all()
                 self._on_batch(batch.endpoint, counts)
+
+
+@dataclass
+class FinalBatch:
+    """Makes a window's last batch the writer's final one (`OrderedWriter.finish`), whose
+    transaction carries the mark: a window (an incremental pass is one) then commits once, not
+    a second time for the mark alone.
+
+    A CSV stream flags its last block, yielded only once the body has ended cleanly; a batch
+    not known to be the last (a JSON page) is held back until the next one comes.
+    """
+
+    writer: OrderedWriter
+    endpoint: Endpoint
+    held: Batch | RawBatch | None = None
+
+    async def put(self, batch: Batch | RawBatch, *, last: bool | None = None) -> None:
+        """Queue a batch; `last`: whether it is the window's last (None: not known)."""
+        if self.held is not None:
+            await self.writer.put(self.held)
+            self.held = None
+        if last is False:
+            await self.writer.put(batch)
+        else:
+            self.held = batch
+
+    async def finish(self, *, advance: bool) -> BatchCounts:
+        """Queue the held batch (an empty one if none came) as the window's final one."""
+        held, self.held = self.held or Batch(self.endpoint), None
+        return await self.writer.finish(held, advance=advance)
