@@ -264,14 +264,11 @@ class Pass:
     async def _json_window(self, window: Window, advance: bool) -> BatchCounts:
         """Read one window from the JSON pages (explicit instants), a batch per page."""
         self.forms.add(ApiFormat.JSON.value)
-        opener = partial(BatchWriter.open, self.store, stage=(False, self.endpoint))
-        writer = OrderedWriter(opener, self.run_id, self._batch_written)
-        writer.start()
+        final = self._writer(raw=False)
         pages = read_json_window(
             self.api, self.endpoint, window.start, window.end, self.settings.cursor_json_page_size
         )
         seen = Seen() if self.prune else None
-        final = FinalBatch(writer, self.endpoint)
         try:
             async with aclosing(pages):
                 async for rows in pages:
@@ -288,7 +285,7 @@ class Pass:
             await final.finish(advance=False)
             raise
         finally:
-            await writer.abort()
+            await final.writer.abort()
         return await self._prune(Window(window.start, window.end), seen, counts)
 
     async def _csv_window(self, window: Window, advance: bool) -> BatchCounts:
@@ -301,14 +298,11 @@ class Pass:
         self.forms.add(ApiFormat.CSV.value)
         endpoint = self.endpoint
         raw = self.settings.sync_raw_path and not self.prune  # pruning needs keys
-        opener = partial(BatchWriter.open, self.store, stage=(raw, endpoint))
-        writer = OrderedWriter(opener, self.run_id, self._batch_written)
-        writer.start()
+        final = self._writer(raw)
         block_bytes = max(_MIN_BLOCK, self.settings.sync_batch_rows * _ROW_BYTES)
         columns: list[str] | None = None
         header: bytes | None = None
         seen: Seen | None = None
-        final = FinalBatch(writer, endpoint)
         try:
             async with aclosing(
                 self.api.stream_blocks(
@@ -336,8 +330,16 @@ class Pass:
             await final.finish(advance=False)
             raise
         finally:
-            await writer.abort()
+            await final.writer.abort()
         return await self._prune(window, seen, counts)
+
+    def _writer(self, raw: bool) -> FinalBatch:
+        """A window's ordered writer, its first lane opening now with the staging tables of the
+        raw or the typed path; wrapped so that the window's last batch carries the mark."""
+        opener = partial(BatchWriter.open, self.store, stage=(raw, self.endpoint))
+        writer = OrderedWriter(opener, self.run_id, self._batch_written)
+        writer.start()
+        return FinalBatch(writer, self.endpoint)
 
     async def _prune(self, window: Window, seen: Seen | None, counts: BatchCounts) -> BatchCounts:
         """A window was read to its clean end: stored rows it no longer holds may go."""
